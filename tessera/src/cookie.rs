@@ -1,0 +1,224 @@
+//! The `Cookie` and `Set-Cookie` header syntax, as express-session (through the `cookie`
+//! package, 0.7) reads and writes it.
+//!
+//! Reading follows `cookie.parse`: pairs split on `;`, surrounding double quotes stripped,
+//! a value URL-decoded only when it contains `%` (on a decoding error the raw value is
+//! kept). Unlike express, every cookie of our name is returned, in order, so the layer can
+//! use the first one that verifies rather than losing the session to a stray duplicate.
+//!
+//! Writing follows `cookie.serialize`: the value `encodeURIComponent`-encoded, then the
+//! attributes in its order (Domain, Path, Expires, HttpOnly, Secure, Partitioned, Priority,
+//! SameSite). express never writes `Max-Age`, only `Expires`, and neither do we.
+
+use std::fmt::Write as _;
+
+use http::header::COOKIE;
+use http::HeaderMap;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::record::CookieData;
+
+/// The longest cookie value (after decoding) that is looked at. A signed default ID is 77
+/// bytes; anything far longer is an attack or an accident, and is ignored unparsed.
+pub const MAX_COOKIE_VALUE_LEN: usize = 512;
+
+/// Every value of cookie `name` in the request's `Cookie` headers, in order, decoded.
+///
+/// Values that are not UTF-8 or are longer than [`MAX_COOKIE_VALUE_LEN`] are skipped.
+pub fn values<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item = String> + 'h {
+    headers
+        .get_all(COOKIE)
+        .into_iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(move |pair| {
+            let (key, value) = pair.split_once('=')?;
+            if key.trim() != name {
+                return None;
+            }
+            let mut value = value.trim();
+            if value.len() > MAX_COOKIE_VALUE_LEN * 3 {
+                return None;
+            }
+            if value.len() >= 2 && value.starts_with('"') && value.ends_with('"') {
+                value = &value[1..value.len() - 1];
+            }
+            let decoded = if value.contains('%') {
+                percent_decode(value).unwrap_or_else(|| value.to_owned())
+            } else {
+                value.to_owned()
+            };
+            (decoded.len() <= MAX_COOKIE_VALUE_LEN).then_some(decoded)
+        })
+}
+
+/// `decodeURIComponent`: `None` on a malformed escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )` percent-encoded.
+fn percent_encode(s: &str, out: &mut String) {
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// A `Set-Cookie` value for `name=value` with the attributes of a stored cookie.
+///
+/// `secure` is passed separately because with `secure: auto` it is decided per request.
+pub fn set_cookie(name: &str, value: &str, cookie: &CookieData, secure: bool) -> String {
+    render(name, value, cookie, cookie.expires, secure)
+}
+
+/// A `Set-Cookie` that makes the browser drop the cookie: empty value, expired in 1970,
+/// same name, path and domain as the one it replaces.
+pub fn removal(name: &str, cookie: &CookieData, secure: bool) -> String {
+    render(name, "", cookie, Some(OffsetDateTime::UNIX_EPOCH), secure)
+}
+
+fn render(
+    name: &str,
+    value: &str,
+    cookie: &CookieData,
+    expires: Option<OffsetDateTime>,
+    secure: bool,
+) -> String {
+    let mut out = String::with_capacity(160);
+    out.push_str(name);
+    out.push('=');
+    percent_encode(value, &mut out);
+    if let Some(domain) = &cookie.domain {
+        let _ = write!(out, "; Domain={domain}");
+    }
+    if let Some(path) = &cookie.path {
+        let _ = write!(out, "; Path={path}");
+    }
+    if let Some(at) = expires {
+        out.push_str("; Expires=");
+        http_date(at, &mut out);
+    }
+    if cookie.http_only == Some(true) {
+        out.push_str("; HttpOnly");
+    }
+    if secure {
+        out.push_str("; Secure");
+    }
+    if cookie.partitioned == Some(true) {
+        out.push_str("; Partitioned");
+    }
+    if let Some(priority) = cookie.priority.as_deref() {
+        match priority.to_ascii_lowercase().as_str() {
+            "low" => out.push_str("; Priority=Low"),
+            "medium" => out.push_str("; Priority=Medium"),
+            "high" => out.push_str("; Priority=High"),
+            _ => {}
+        }
+    }
+    match &cookie.same_site {
+        Some(Value::Bool(true)) => out.push_str("; SameSite=Strict"),
+        Some(Value::String(s)) => match s.to_ascii_lowercase().as_str() {
+            "strict" => out.push_str("; SameSite=Strict"),
+            "lax" => out.push_str("; SameSite=Lax"),
+            "none" => out.push_str("; SameSite=None"),
+            _ => {}
+        },
+        _ => {}
+    }
+    out
+}
+
+/// `Date#toUTCString`: `Sun, 29 Nov 2026 09:04:54 GMT`.
+fn http_date(at: OffsetDateTime, out: &mut String) {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let _ = write!(
+        out,
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[at.weekday().number_days_from_monday() as usize],
+        at.day(),
+        MONTHS[u8::from(at.month()) as usize - 1],
+        at.year(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(COOKIE, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn reads_every_value_of_the_name_in_order() {
+        let h = headers(&["a=1; connect.sid=first; b=2", "connect.sid=\"s%3Asecond\""]);
+        let got: Vec<_> = values(&h, "connect.sid").collect();
+        assert_eq!(got, ["first", "s:second"]);
+    }
+
+    #[test]
+    fn keeps_raw_value_on_bad_escape_and_skips_oversized() {
+        let long = format!("connect.sid={}", "a".repeat(MAX_COOKIE_VALUE_LEN + 1));
+        let h = headers(&["connect.sid=%E0%A4%A", &long]);
+        let got: Vec<_> = values(&h, "connect.sid").collect();
+        assert_eq!(got, ["%E0%A4%A"]);
+    }
+
+    #[test]
+    fn writes_attributes_in_express_order() {
+        // The example cookie of shared/reference/express-session.md, from a running app.
+        let cookie = CookieData {
+            expires: Some(time::macros::datetime!(2026-11-29 09:04:54.097 UTC)),
+            http_only: Some(true),
+            path: Some("/".into()),
+            ..CookieData::default()
+        };
+        let value =
+            "s:fxwMrCEq1F1ZXbF5fUKGyD7ewVI7DY1Q.t03XZrgJ/+0XNdPYID/iw9L9l7h/K4wd8fOUjnocFEk";
+        assert_eq!(
+            set_cookie("connect.sid", value, &cookie, false),
+            "connect.sid=s%3AfxwMrCEq1F1ZXbF5fUKGyD7ewVI7DY1Q.t03XZrgJ%2F%2B0XNdPYID%2Fiw9L9l7h%2FK4wd8fOUjnocFEk; Path=/; Expires=Sun, 29 Nov 2026 09:04:54 GMT; HttpOnly"
+        );
+        let all = CookieData {
+            domain: Some("example.com".into()),
+            partitioned: Some(true),
+            priority: Some("high".into()),
+            same_site: Some(Value::String("none".into())),
+            ..cookie
+        };
+        assert_eq!(
+            removal("sid", &all, true),
+            "sid=; Domain=example.com; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Secure; Partitioned; Priority=High; SameSite=None"
+        );
+    }
+}

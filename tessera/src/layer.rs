@@ -1,0 +1,167 @@
+//! `SessionLayer` and `SessionService`: the tower middleware.
+//!
+//! Per request it reads our cookies, keeps the first whose signature verifies, puts a
+//! [`Session`] in the request's extensions, calls the inner service, then lets the session
+//! decide what to write and appends the `Set-Cookie`. A store failure at that point turns
+//! the response into `503 Service Unavailable` (the handler's changes were not kept, so
+//! answering success would lie), logged with its cause.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::SET_COOKIE;
+use http::{HeaderValue, Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::config::{ConfigError, SessionConfig};
+use crate::cookie;
+use crate::session::{Engine, Session};
+use crate::signing::Secrets;
+use crate::store::Store;
+
+/// The session middleware. Wraps any tower service; see the crate docs for an example.
+#[derive(Clone)]
+pub struct SessionLayer {
+    engine: Arc<Engine>,
+}
+
+impl SessionLayer {
+    /// A layer over `store` with the given options.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when no secret is set, a secret is empty, or the cookie name, path or
+    /// domain would not make a valid `Set-Cookie` header.
+    pub fn new(store: impl Store, config: SessionConfig) -> Result<Self, ConfigError> {
+        Self::from_arc(Arc::new(store), config)
+    }
+
+    /// Like [`new`](Self::new), for a store already behind an `Arc` (shared with other
+    /// code, or chosen at run time as `Arc<dyn Store>`).
+    pub fn from_arc(store: Arc<dyn Store>, config: SessionConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let secrets = Secrets::new(&config.secrets)?;
+        Ok(SessionLayer {
+            engine: Arc::new(Engine {
+                store,
+                config,
+                secrets,
+            }),
+        })
+    }
+
+    /// The store behind this layer.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.engine.store
+    }
+}
+
+impl fmt::Debug for SessionLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionLayer")
+            .field("store", &self.engine.store)
+            .field("config", &self.engine.config)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService {
+            inner,
+            engine: self.engine.clone(),
+        }
+    }
+}
+
+/// The service [`SessionLayer`] wraps around an inner service.
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    engine: Arc<Engine>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // The clone that was driven to readiness serves this call; a fresh clone stays
+        // behind for the next one (tower's usual pattern).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let engine = self.engine.clone();
+
+        let config = &engine.config;
+        // The first cookie of our name that verifies wins: a stray duplicate (another path
+        // or domain, or garbage planted by a subdomain) cannot knock the user out.
+        let cookie_id =
+            cookie::values(req.headers(), &config.name).find_map(|v| engine.secrets.unsign(&v));
+        let secure = is_secure(&req, config.trust_proxy);
+        let session = Session::new(engine.clone(), cookie_id, secure);
+        req.extensions_mut().insert(session.clone());
+
+        Box::pin(async move {
+            let mut response = inner.call(req).await?;
+            let outcome = session.finish().await;
+            if let Some(error) = outcome.error {
+                tracing::warn!(%error, "session store failed at the end of the request; answering 503");
+                let mut unavailable = Response::new(ResBody::default());
+                *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                return Ok(unavailable);
+            }
+            if let Some(set_cookie) = outcome.set_cookie {
+                match HeaderValue::try_from(set_cookie) {
+                    Ok(value) => {
+                        response.headers_mut().append(SET_COOKIE, value);
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "session cookie is not a valid header value")
+                    }
+                }
+            }
+            Ok(response)
+        })
+    }
+}
+
+/// Whether the request came over TLS: an `https` URI (set by TLS-terminating servers), or
+/// `X-Forwarded-Proto: https` when the proxy is trusted (the first value counts, as in
+/// express-session).
+fn is_secure<B>(req: &Request<B>, trust_proxy: bool) -> bool {
+    if req.uri().scheme_str() == Some("https") {
+        return true;
+    }
+    if !trust_proxy {
+        return false;
+    }
+    req.headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}

@@ -1,0 +1,91 @@
+//! Sessions for tower and axum, wire-compatible with express-session and connect-redis.
+//!
+//! Tessera is the express-session + connect-redis system rebuilt in Rust: a tower
+//! [`SessionLayer`] that signs its session cookie exactly as express-session does, a typed
+//! [`Session`] for handlers, and stores behind one [`Store`] trait — [`MemoryStore`] for
+//! tests, `SqliteStore` (embedded, persistent) and `RedisStore` (standalone, Sentinel,
+//! Cluster; the same keys and JSON as connect-redis). A Rust service and a Node service
+//! with the same secret and store share their users' sessions.
+//!
+//! # Example
+//!
+//! The article's view counter, on axum:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use axum::{routing::get, Router};
+//! use tessera::{MemoryStore, Session, SessionConfig, SessionError, SessionLayer};
+//!
+//! async fn counter(session: Session) -> Result<String, SessionError> {
+//!     let views: u64 = session.get("views").await?.unwrap_or(0) + 1;
+//!     session.insert("views", views).await?;
+//!     Ok(if views == 1 {
+//!         "Welcome to the session demo! Visit again to see the view count increase.".into()
+//!     } else {
+//!         format!("You have visited this page {views} times.")
+//!     })
+//! }
+//!
+//! async fn logout(session: Session) -> Result<&'static str, SessionError> {
+//!     session.destroy().await?;
+//!     Ok("Logged out successfully!")
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = SessionConfig::default()
+//!         .secret(std::env::var("SESSION_SECRET")?)
+//!         .cookie_max_age(Duration::from_secs(24 * 60 * 60));
+//!     let sessions = SessionLayer::new(MemoryStore::new(), config)?;
+//!
+//!     let app = Router::new()
+//!         .route("/", get(counter))
+//!         .route("/logout", get(logout))
+//!         .layer(sessions);
+//!
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Rules
+//!
+//! - A request without a valid cookie gets a new, empty session. A tampered, unsigned,
+//!   malformed, oversized or unknown cookie counts as no cookie: never an error response,
+//!   and no store lookup for an ID that is not well formed. With several cookies of our
+//!   name, the first one that verifies is used.
+//! - The session is loaded on first use: a handler that never touches it costs no store
+//!   I/O (unless [`SessionConfig::rolling`] or [`SessionConfig::always_touch`] asks for it).
+//! - At the end of the request the session is saved if modified (or always, with
+//!   `resave`); a new session is saved and given a cookie only if modified (or with
+//!   `save_uninitialized`); an unmodified stored session is touched (TTL extended).
+//! - A session destroyed by another request meanwhile is not written back.
+//! - When the store fails or times out, the request gets `503 Service Unavailable` and the
+//!   cause is logged.
+//!
+//! For any tower service, the `Session` is in the request's extensions:
+//! `req.extensions().get::<tessera::Session>()`.
+
+#![warn(missing_docs)]
+
+pub mod config;
+mod cookie;
+mod error;
+pub mod id;
+mod layer;
+pub mod record;
+mod session;
+pub mod signing;
+pub mod store;
+
+pub use config::{ConfigError, CookieSecure, Priority, SameSite, SessionConfig, Unset};
+pub use error::SessionError;
+pub use id::SessionId;
+pub use layer::{SessionLayer, SessionService};
+pub use record::Record;
+#[cfg(feature = "axum")]
+pub use session::MissingSessionLayer;
+pub use session::Session;
+pub use store::{MemoryStore, SaveMode, SaveOutcome, Store, StoreError, Stored};

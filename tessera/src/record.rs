@@ -1,0 +1,347 @@
+//! The stored session record and its JSON codec: the one place that knows the shape
+//! express-session and connect-redis put in a store.
+//!
+//! A record is the session object express serializes: a `cookie` member first, then the
+//! application's fields in insertion order:
+//!
+//! ```json
+//! {"cookie":{"originalMaxAge":86400000,"expires":"2026-11-29T09:04:54.097Z","secure":false,"httpOnly":true,"path":"/"},"views":3}
+//! ```
+//!
+//! Fields Tessera does not know (written by a Node app, say) are carried through untouched:
+//! the data map keeps insertion order and numbers keep their exact text, so a record read
+//! and written back by Tessera is byte-for-byte what Node would write.
+
+use std::time::Duration;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// The application's session fields, in insertion order.
+pub type Data = Map<String, Value>;
+
+/// A session as it is kept in a store: its cookie settings and its data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The cookie member (`originalMaxAge`, `expires`, attributes).
+    pub cookie: CookieData,
+    /// The application's fields.
+    pub data: Data,
+}
+
+/// The `cookie` member of a stored session, as express-session's `Cookie#toJSON` writes it.
+///
+/// Every attribute that express may leave out is an `Option`: `None` is not written.
+/// `original_max_age` and `expires` are always written, as `null` when unset.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CookieData {
+    /// `originalMaxAge`: the max age in milliseconds the cookie was given, or `null` for a
+    /// browser-session cookie.
+    pub original_max_age: Option<i64>,
+    /// `partitioned` (CHIPS).
+    pub partitioned: Option<bool>,
+    /// `priority`: `"low"`, `"medium"` or `"high"`.
+    pub priority: Option<String>,
+    /// `expires`: when the cookie (and the session) expires, or `null` for a browser-session
+    /// cookie.
+    pub expires: Option<OffsetDateTime>,
+    /// `secure`.
+    pub secure: Option<bool>,
+    /// `httpOnly`.
+    pub http_only: Option<bool>,
+    /// `domain`.
+    pub domain: Option<String>,
+    /// `path`.
+    pub path: Option<String>,
+    /// `sameSite`: `true` (strict), `false`, or `"strict"`, `"lax"`, `"none"`.
+    pub same_site: Option<Value>,
+    /// Members Tessera does not know, kept so a round trip loses nothing.
+    pub extra: Map<String, Value>,
+}
+
+/// Why a stored value could not be read as a session.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON at all, or not an object.
+    #[error("stored session is not a JSON object: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A JSON value that is not an object.
+    #[error("stored session is JSON but not an object")]
+    NotAnObject,
+    /// No `cookie` member (express-session fails such a request with a 500).
+    #[error("stored session has no `cookie` member")]
+    MissingCookie,
+    /// A `cookie` member of the wrong shape.
+    #[error("stored session has a malformed `cookie` member: {0}")]
+    BadCookie(&'static str),
+}
+
+impl Record {
+    /// An empty record with the given cookie.
+    pub fn new(cookie: CookieData) -> Self {
+        Record {
+            cookie,
+            data: Data::new(),
+        }
+    }
+
+    /// The record as connect-redis's default serializer writes it (`JSON.stringify`).
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing maps of JSON values into a Vec cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads a record from the JSON express-session and connect-redis store.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
+        match serde_json::from_slice::<Value>(bytes)? {
+            Value::Object(map) => Self::from_map(map),
+            _ => Err(DecodeError::NotAnObject),
+        }
+    }
+
+    fn from_map(mut map: Map<String, Value>) -> Result<Self, DecodeError> {
+        // `shift_remove`, not `remove`: the latter swaps the last field into the hole and
+        // would reorder the application's data.
+        let cookie = match map.shift_remove("cookie") {
+            Some(Value::Object(cookie)) => CookieData::from_map(cookie)?,
+            Some(_) => return Err(DecodeError::BadCookie("not an object")),
+            None => return Err(DecodeError::MissingCookie),
+        };
+        Ok(Record { cookie, data: map })
+    }
+
+    /// How long a store should keep this record, by connect-redis's rule: until the
+    /// cookie expires when it has an expiry, else `default_ttl`.
+    pub fn ttl(&self, default_ttl: Duration) -> Ttl {
+        Ttl::from_expiry(self.cookie.expires, default_ttl)
+    }
+}
+
+/// How long a store keeps a session, computed as connect-redis does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// Keep it this many whole seconds (rounded up, as connect-redis's `Math.ceil`).
+    Seconds(u64),
+    /// The cookie has already expired: the record should be deleted, not written
+    /// (connect-redis sends `DEL` here).
+    Expired,
+}
+
+impl Ttl {
+    /// The TTL for a session whose cookie expires at `expires` (or never, `None`):
+    /// `ceil((expires - now) / 1 s)`, else `default_ttl`.
+    pub fn from_expiry(expires: Option<OffsetDateTime>, default_ttl: Duration) -> Ttl {
+        match expires {
+            Some(at) => {
+                let ms = (at - OffsetDateTime::now_utc()).whole_milliseconds();
+                if ms <= 0 {
+                    Ttl::Expired
+                } else {
+                    Ttl::Seconds(u64::try_from((ms + 999) / 1000).unwrap_or(u64::MAX))
+                }
+            }
+            None => match default_ttl.as_secs() {
+                0 => Ttl::Expired,
+                s => Ttl::Seconds(s),
+            },
+        }
+    }
+
+    /// The point in time this TTL ends, from now.
+    pub fn deadline(self) -> Option<OffsetDateTime> {
+        match self {
+            Ttl::Seconds(s) => OffsetDateTime::now_utc().checked_add(time::Duration::seconds(
+                i64::try_from(s).unwrap_or(i64::MAX),
+            )),
+            Ttl::Expired => None,
+        }
+    }
+}
+
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1 + self.data.len()))?;
+        map.serialize_entry("cookie", &self.cookie)?;
+        for (key, value) in &self.data {
+            if key != "cookie" {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+impl Serialize for CookieData {
+    // Key order of express-session's `Cookie#data`: originalMaxAge, partitioned, priority,
+    // expires, secure, httpOnly, domain, path, sameSite. Undefined members are left out;
+    // originalMaxAge and expires are written as null.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("originalMaxAge", &self.original_max_age)?;
+        if let Some(v) = &self.partitioned {
+            map.serialize_entry("partitioned", v)?;
+        }
+        if let Some(v) = &self.priority {
+            map.serialize_entry("priority", v)?;
+        }
+        map.serialize_entry("expires", &self.expires.map(format_js_iso))?;
+        if let Some(v) = &self.secure {
+            map.serialize_entry("secure", v)?;
+        }
+        if let Some(v) = &self.http_only {
+            map.serialize_entry("httpOnly", v)?;
+        }
+        if let Some(v) = &self.domain {
+            map.serialize_entry("domain", v)?;
+        }
+        if let Some(v) = &self.path {
+            map.serialize_entry("path", v)?;
+        }
+        if let Some(v) = &self.same_site {
+            map.serialize_entry("sameSite", v)?;
+        }
+        for (key, value) in &self.extra {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+impl CookieData {
+    fn from_map(map: Map<String, Value>) -> Result<Self, DecodeError> {
+        let mut cookie = CookieData::default();
+        for (key, value) in map {
+            match key.as_str() {
+                "originalMaxAge" => {
+                    cookie.original_max_age = match &value {
+                        Value::Null => None,
+                        // JSON.stringify writes whole milliseconds; a fraction is tolerated.
+                        Value::Number(n) => Some(
+                            n.as_i64()
+                                .or_else(|| n.as_f64().map(|f| f as i64))
+                                .ok_or(DecodeError::BadCookie("originalMaxAge"))?,
+                        ),
+                        _ => return Err(DecodeError::BadCookie("originalMaxAge")),
+                    }
+                }
+                "expires" => {
+                    cookie.expires = match &value {
+                        Value::Null => None,
+                        Value::String(s) => Some(
+                            OffsetDateTime::parse(s, &Rfc3339)
+                                .map_err(|_| DecodeError::BadCookie("expires"))?,
+                        ),
+                        _ => return Err(DecodeError::BadCookie("expires")),
+                    }
+                }
+                "partitioned" => cookie.partitioned = value.as_bool(),
+                "priority" => cookie.priority = value.as_str().map(str::to_owned),
+                "secure" => cookie.secure = value.as_bool(),
+                "httpOnly" => cookie.http_only = value.as_bool(),
+                "domain" => cookie.domain = value.as_str().map(str::to_owned),
+                "path" => cookie.path = value.as_str().map(str::to_owned),
+                "sameSite" => cookie.same_site = Some(value),
+                _ => {
+                    cookie.extra.insert(key, value);
+                }
+            }
+        }
+        Ok(cookie)
+    }
+}
+
+/// `Date#toISOString`: `2026-11-29T09:04:54.097Z`, always milliseconds, always UTC.
+pub fn format_js_iso(at: OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.millisecond()
+    )
+}
+
+/// Truncates to whole milliseconds, the precision a JavaScript `Date` keeps.
+pub fn to_millis(at: OffsetDateTime) -> OffsetDateTime {
+    at.replace_nanosecond(at.millisecond() as u32 * 1_000_000)
+        .unwrap_or(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Taken from a running express-session 1.19 app (shared/reference/express-session.md).
+    const FROM_NODE: &str = r#"{"cookie":{"originalMaxAge":86400000,"expires":"2026-11-29T09:04:54.097Z","secure":false,"httpOnly":true,"path":"/"},"views":3}"#;
+    const NO_MAX_AGE: &str = r#"{"cookie":{"originalMaxAge":null,"expires":null,"secure":false,"httpOnly":true,"path":"/"}}"#;
+
+    #[test]
+    fn round_trips_express_json_byte_for_byte() {
+        for json in [FROM_NODE, NO_MAX_AGE] {
+            let record = Record::from_json(json.as_bytes()).unwrap();
+            assert_eq!(String::from_utf8(record.to_json()).unwrap(), json);
+        }
+    }
+
+    #[test]
+    fn keeps_unknown_fields_order_and_number_text() {
+        let json = r#"{"cookie":{"originalMaxAge":null,"expires":null,"httpOnly":true,"path":"/","x-custom":1},"z":1,"a":{"n":[1.5,1e+21,100000000000000000000,-0,12345678901234567890123]},"m":"ü\u2028"}"#;
+        let record = Record::from_json(json.as_bytes()).unwrap();
+        assert_eq!(record.data.keys().collect::<Vec<_>>(), ["z", "a", "m"]);
+        let out = String::from_utf8(record.to_json()).unwrap();
+        assert!(
+            out.contains(r#"[1.5,1e+21,100000000000000000000,-0,12345678901234567890123]"#),
+            "{out}"
+        );
+        assert!(out.contains(r#""x-custom":1"#), "{out}");
+    }
+
+    #[test]
+    fn refuses_what_express_could_not_load() {
+        assert!(matches!(
+            Record::from_json(b"not json"),
+            Err(DecodeError::Json(_))
+        ));
+        assert!(matches!(
+            Record::from_json(b"[1]"),
+            Err(DecodeError::NotAnObject)
+        ));
+        assert!(matches!(
+            Record::from_json(br#"{"views":1}"#),
+            Err(DecodeError::MissingCookie)
+        ));
+        assert!(matches!(
+            Record::from_json(br#"{"cookie":{"expires":"yesterday"}}"#),
+            Err(DecodeError::BadCookie(_))
+        ));
+    }
+
+    #[test]
+    fn ttl_follows_connect_redis() {
+        let day = Duration::from_secs(86400);
+        assert_eq!(
+            Ttl::from_expiry(None, Duration::from_secs(3600)),
+            Ttl::Seconds(3600)
+        );
+        let in_a_day = OffsetDateTime::now_utc() + time::Duration::milliseconds(86_399_500);
+        assert_eq!(
+            Ttl::from_expiry(Some(in_a_day), Duration::from_secs(3600)),
+            Ttl::Seconds(86400)
+        );
+        let past = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+        assert_eq!(Ttl::from_expiry(Some(past), day), Ttl::Expired);
+    }
+
+    #[test]
+    fn iso_format_matches_to_iso_string() {
+        let at = OffsetDateTime::from_unix_timestamp_nanos(1_795_943_094_097_123_456).unwrap();
+        assert_eq!(format_js_iso(at), "2026-11-29T09:04:54.097Z");
+    }
+}

@@ -1,0 +1,735 @@
+//! The `Session` handle a handler works with, and the engine that decides, at the end of a
+//! request, what to write.
+//!
+//! The record is loaded lazily: the first method that needs the data loads it (one store
+//! call), so a route that never looks at its session costs no store I/O. Changes are
+//! tracked per key, which is how the engine knows whether to save, and what a later
+//! guarded commit will need to write.
+//!
+//! The end-of-request rules are express-session's (see `finish`), with three deliberate
+//! differences, each documented on the method concerned: `destroy` also clears the cookie,
+//! a save never resurrects a session destroyed meanwhile, and changing the cookie's
+//! lifetime counts as a modification.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
+
+use crate::config::{CookieSecure, SessionConfig, Unset};
+use crate::cookie;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::record::{to_millis, Data, Record};
+use crate::signing::{SecretIndex, Secrets};
+use crate::store::{SaveMode, SaveOutcome, Store, StoreError};
+
+/// What the layer shares with every request: the store, the options and the keyed secrets.
+pub(crate) struct Engine {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: SessionConfig,
+    pub(crate) secrets: Secrets,
+}
+
+impl Engine {
+    /// Runs one store call under the configured timeout.
+    async fn call<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.config.store_timeout, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout {
+                store: format!("{:?}", self.store),
+                op,
+                after: self.config.store_timeout,
+            }),
+        }
+    }
+
+    fn new_id(&self) -> Result<SessionId, SessionError> {
+        match &self.config.id_generator {
+            None => SessionId::generate().map_err(|e| SessionError::Id(e.to_string())),
+            Some(generate) => generate()
+                .and_then(|s| SessionId::parse(&s))
+                .ok_or_else(|| {
+                    SessionError::Id(
+                        "the custom ID generator returned no ID or an ill-formed one".into(),
+                    )
+                }),
+        }
+    }
+
+    /// Loads `id`, treating a corrupt record as no session (logged).
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+        match self.call("load", self.store.load(id)).await {
+            Err(StoreError::Corrupt { id, source }) => {
+                tracing::warn!(session = ?id, error = %source, "corrupt session in the store; starting a new session");
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The session of the current request.
+///
+/// Get it in an axum handler as an extractor, or from the request's extensions in any
+/// tower service behind [`SessionLayer`](crate::SessionLayer). Cloning is cheap and every
+/// clone is the same session.
+///
+/// Methods that need the data are `async`: the first one loads the session from the store.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Arc<Engine>,
+    /// The ID from a cookie that verified, and which secret verified it.
+    cookie_id: Option<(SessionId, SecretIndex)>,
+    /// Whether the request came over TLS (for `secure: auto`).
+    secure_request: bool,
+    loaded: OnceCell<()>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The current ID; set when the session is loaded or first needed.
+    id: Option<SessionId>,
+    record: Option<Record>,
+    /// The ID the store holds this session's record under, if any.
+    stored_as: Option<SessionId>,
+    /// Keys changed since the last save, and whether everything was cleared.
+    unsaved: BTreeSet<String>,
+    unsaved_clear: bool,
+    /// Whether anything changed since the request began (express's `isModified`, which also
+    /// counts a new ID).
+    modified: bool,
+    /// `destroy()` was called; the ID destroyed, if one was stored.
+    destroyed: bool,
+    unset: bool,
+}
+
+/// What the layer must do once the handler has answered.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) set_cookie: Option<String>,
+    pub(crate) error: Option<StoreError>,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding this lock cannot leave the state half-updated in a way that
+    // matters more than losing the request, so a poisoned lock is used as it is.
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Session {
+    pub(crate) fn new(
+        engine: Arc<Engine>,
+        cookie_id: Option<(SessionId, SecretIndex)>,
+        secure_request: bool,
+    ) -> Self {
+        Session {
+            inner: Arc::new(Inner {
+                engine,
+                cookie_id,
+                secure_request,
+                loaded: OnceCell::new(),
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    fn cookie_id(&self) -> Option<&SessionId> {
+        self.inner.cookie_id.as_ref().map(|(id, _)| id)
+    }
+
+    /// Loads the session once per request: from the store when the cookie named one, else
+    /// a fresh session (no I/O).
+    async fn ensure_loaded(&self) -> Result<(), SessionError> {
+        self.inner
+            .loaded
+            .get_or_try_init(|| async {
+                let stored = match self.cookie_id() {
+                    Some(id) => self.engine().load(id).await?.map(|r| (id.clone(), r)),
+                    None => None,
+                };
+                let fresh = match &stored {
+                    Some(_) => None,
+                    None => Some(self.engine().new_id()?),
+                };
+                let mut state = lock(&self.inner.state);
+                match stored {
+                    Some((id, record)) => {
+                        state.id = Some(id.clone());
+                        state.stored_as = Some(id);
+                        state.record = Some(record);
+                    }
+                    None => {
+                        state.id = fresh;
+                        state.record = Some(Record::new(
+                            self.engine().config.new_cookie(self.inner.secure_request),
+                        ));
+                    }
+                }
+                Ok::<(), SessionError>(())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs `f` on the loaded state, refusing once the session was destroyed or unset.
+    async fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, SessionError> {
+        self.ensure_loaded().await?;
+        let mut state = lock(&self.inner.state);
+        if state.destroyed || state.unset {
+            return Err(SessionError::Destroyed);
+        }
+        Ok(f(&mut state))
+    }
+
+    /// The session's ID. For a new session this is the ID it will be stored under if it is
+    /// saved; after [`regenerate`](Self::regenerate) it is the new ID.
+    pub async fn id(&self) -> Result<SessionId, SessionError> {
+        self.with_state(|s| s.id.clone())
+            .await?
+            .ok_or(SessionError::NotFound)
+    }
+
+    /// The value under `key`, deserialized as `T`; `None` when absent.
+    pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        match self.get_value(key).await? {
+            None => Ok(None),
+            Some(value) => serde_json::from_value(value).map(Some).map_err(|source| {
+                SessionError::Deserialize {
+                    key: key.to_owned(),
+                    source,
+                }
+            }),
+        }
+    }
+
+    /// The raw JSON value under `key`.
+    pub async fn get_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
+        self.with_state(|s| s.data().get(key).cloned()).await
+    }
+
+    /// Stores `value` under `key`. Setting a key to the value it already has is not a
+    /// modification (as in express, which compares a hash of the whole session).
+    ///
+    /// The key `cookie` is reserved for the cookie member and refused.
+    pub async fn insert<T: Serialize>(&self, key: &str, value: T) -> Result<(), SessionError> {
+        let value = serde_json::to_value(value).map_err(|source| SessionError::Serialize {
+            key: key.to_owned(),
+            source,
+        })?;
+        self.insert_value(key, value).await
+    }
+
+    /// Stores a raw JSON value under `key`.
+    pub async fn insert_value(&self, key: &str, value: Value) -> Result<(), SessionError> {
+        if key == "cookie" {
+            return Err(SessionError::Serialize {
+                key: key.to_owned(),
+                source: serde::ser::Error::custom("`cookie` is reserved for the session cookie"),
+            });
+        }
+        self.with_state(|s| {
+            if s.data().get(key) != Some(&value) {
+                s.data_mut().insert(key.to_owned(), value);
+                s.changed(key);
+            }
+        })
+        .await
+    }
+
+    /// Removes `key` and returns its value deserialized as `T`.
+    pub async fn remove<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
+        match self.remove_value(key).await? {
+            None => Ok(None),
+            Some(value) => serde_json::from_value(value).map(Some).map_err(|source| {
+                SessionError::Deserialize {
+                    key: key.to_owned(),
+                    source,
+                }
+            }),
+        }
+    }
+
+    /// Removes `key` and returns its raw value.
+    pub async fn remove_value(&self, key: &str) -> Result<Option<Value>, SessionError> {
+        self.with_state(|s| {
+            let old = s.data_mut().shift_remove(key);
+            if old.is_some() {
+                s.changed(key);
+            }
+            old
+        })
+        .await
+    }
+
+    /// Removes every key. The session itself (ID, cookie) stays.
+    pub async fn clear(&self) -> Result<(), SessionError> {
+        self.with_state(|s| {
+            if !s.data().is_empty() {
+                s.data_mut().clear();
+                s.unsaved.clear();
+                s.unsaved_clear = true;
+                s.modified = true;
+            }
+        })
+        .await
+    }
+
+    /// A copy of all the session's fields, in insertion order.
+    pub async fn data(&self) -> Result<Data, SessionError> {
+        self.with_state(|s| s.data().clone()).await
+    }
+
+    /// Whether the session has no fields.
+    pub async fn is_empty(&self) -> Result<bool, SessionError> {
+        self.with_state(|s| s.data().is_empty()).await
+    }
+
+    /// Gives the session a new ID and empty data, and deletes the old record from the store
+    /// (express's `req.session.regenerate`). Call it on login, before storing who logged in:
+    /// it stops session fixation.
+    pub async fn regenerate(&self) -> Result<(), SessionError> {
+        self.ensure_loaded().await?;
+        let old = lock(&self.inner.state).stored_as.take();
+        if let Some(old) = &old {
+            self.engine()
+                .call("destroy", self.engine().store.destroy(old))
+                .await?;
+        }
+        let id = self.engine().new_id()?;
+        let cookie = self.engine().config.new_cookie(self.inner.secure_request);
+        let mut state = lock(&self.inner.state);
+        state.id = Some(id);
+        state.record = Some(Record::new(cookie));
+        state.stored_as = None;
+        state.unsaved.clear();
+        state.unsaved_clear = false;
+        state.destroyed = false;
+        state.unset = false;
+        // A new ID is a modification (express compares the ID too): the new session is
+        // saved and its cookie sent even if nothing is put in it.
+        state.modified = true;
+        Ok(())
+    }
+
+    /// Deletes the session from the store now, and makes the response clear the cookie.
+    ///
+    /// express's `req.session.destroy` leaves the cookie in the browser; Tessera sends a
+    /// removal `Set-Cookie` (same name, path and domain, expired) so the browser forgets it.
+    /// Later calls in this request that need the data answer [`SessionError::Destroyed`].
+    pub async fn destroy(&self) -> Result<(), SessionError> {
+        // No need to load the record just to delete it: the ID is known.
+        let target = if self.inner.loaded.initialized() {
+            lock(&self.inner.state).stored_as.clone()
+        } else {
+            self.cookie_id().cloned()
+        };
+        if let Some(id) = &target {
+            self.engine()
+                .call("destroy", self.engine().store.destroy(id))
+                .await?;
+        }
+        let mut state = lock(&self.inner.state);
+        state.destroyed = true;
+        state.stored_as = None;
+        Ok(())
+    }
+
+    /// Reads the session from the store again, dropping this request's unsaved changes
+    /// (express's `req.session.reload`). [`SessionError::NotFound`] when it is no longer
+    /// stored.
+    pub async fn reload(&self) -> Result<(), SessionError> {
+        self.ensure_loaded().await?;
+        let id = lock(&self.inner.state)
+            .stored_as
+            .clone()
+            .ok_or(SessionError::NotFound)?;
+        let record = self
+            .engine()
+            .load(&id)
+            .await?
+            .ok_or(SessionError::NotFound)?;
+        let mut state = lock(&self.inner.state);
+        state.record = Some(record);
+        state.unsaved.clear();
+        state.unsaved_clear = false;
+        Ok(())
+    }
+
+    /// Writes the session to the store now (express's `req.session.save`). The end of the
+    /// request writes again only if something changes after this.
+    pub async fn save(&self) -> Result<(), SessionError> {
+        self.ensure_loaded().await?;
+        if self.persist().await?.is_none() {
+            return Err(SessionError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Resets the cookie's expiry to now plus its max age (express's
+    /// `req.session.touch`). The layer does this once per request by itself.
+    pub async fn touch(&self) -> Result<(), SessionError> {
+        self.with_state(State::reset_expiry).await
+    }
+
+    /// The cookie's max age: `None` for a browser-session cookie.
+    pub async fn max_age(&self) -> Result<Option<Duration>, SessionError> {
+        self.with_state(|s| {
+            s.record
+                .as_ref()
+                .and_then(|r| r.cookie.original_max_age)
+                .map(|ms| Duration::from_millis(ms.max(0) as u64))
+        })
+        .await
+    }
+
+    /// Changes this session's cookie lifetime (express's `req.session.cookie.maxAge = …`);
+    /// `None` makes it a browser-session cookie. The "remember me" switch.
+    ///
+    /// Unlike express, this counts as a modification, so the session is saved and the new
+    /// cookie sent without the handler having to change a field too.
+    pub async fn set_max_age(&self, max_age: Option<Duration>) -> Result<(), SessionError> {
+        self.with_state(|s| {
+            if let Some(record) = s.record.as_mut() {
+                record.cookie.original_max_age =
+                    max_age.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            }
+            s.reset_expiry();
+            if max_age.is_none() {
+                if let Some(record) = s.record.as_mut() {
+                    record.cookie.expires = None;
+                }
+            }
+            s.modified = true;
+            s.unsaved.insert("cookie".into());
+        })
+        .await
+    }
+
+    /// When the cookie expires: `None` for a browser-session cookie.
+    pub async fn expires(&self) -> Result<Option<OffsetDateTime>, SessionError> {
+        self.with_state(|s| s.record.as_ref().and_then(|r| r.cookie.expires))
+            .await
+    }
+
+    /// Sets a fixed expiry for this session's cookie (express's
+    /// `req.session.cookie.expires = …`). Counts as a modification, like
+    /// [`set_max_age`](Self::set_max_age).
+    pub async fn set_expires(&self, at: OffsetDateTime) -> Result<(), SessionError> {
+        self.with_state(|s| {
+            if let Some(record) = s.record.as_mut() {
+                record.cookie.expires = Some(to_millis(at));
+                record.cookie.original_max_age =
+                    Some((at - OffsetDateTime::now_utc()).whole_milliseconds() as i64);
+            }
+            s.modified = true;
+            s.unsaved.insert("cookie".into());
+        })
+        .await
+    }
+
+    /// Drops the session from this request, the counterpart of express's
+    /// `req.session = null`: this request's changes are not saved and no cookie is sent.
+    /// With [`Unset::Destroy`] the stored session is also deleted at the end of the request.
+    pub fn unset(&self) {
+        lock(&self.inner.state).unset = true;
+    }
+
+    /// Writes the record (Create or Update), retrying a Create that clashes with a fresh
+    /// ID. `None` when an Update found the session gone.
+    async fn persist(&self) -> Result<Option<()>, SessionError> {
+        for _ in 0..3 {
+            let (id, record, mode) = {
+                let state = lock(&self.inner.state);
+                let (Some(id), Some(record)) = (state.id.clone(), state.record.clone()) else {
+                    return Ok(None);
+                };
+                let mode = if state.stored_as.as_ref() == Some(&id) {
+                    SaveMode::Update
+                } else {
+                    SaveMode::Create
+                };
+                (id, record, mode)
+            };
+            let outcome = self
+                .engine()
+                .call("save", self.engine().store.save(&id, &record, mode))
+                .await?;
+            let mut state = lock(&self.inner.state);
+            match outcome {
+                SaveOutcome::Saved => {
+                    state.stored_as = Some(id);
+                    state.unsaved.clear();
+                    state.unsaved_clear = false;
+                    return Ok(Some(()));
+                }
+                SaveOutcome::Gone => {
+                    tracing::info!(session = ?id, "session was destroyed or expired by another request; not saving it again");
+                    state.stored_as = None;
+                    return Ok(None);
+                }
+                SaveOutcome::Conflict => {
+                    tracing::warn!(session = ?id, "new session ID already in the store; choosing another");
+                    drop(state);
+                    let fresh = self.engine().new_id()?;
+                    lock(&self.inner.state).id = Some(fresh);
+                }
+            }
+        }
+        Err(SessionError::Id(
+            "three generated IDs in a row were already taken".into(),
+        ))
+    }
+
+    /// The end of the request: save, touch or destroy as the rules say, and the
+    /// `Set-Cookie` to send, if any.
+    pub(crate) async fn finish(&self) -> Outcome {
+        match self.finish_inner().await {
+            Ok(set_cookie) => Outcome {
+                set_cookie,
+                error: None,
+            },
+            Err(SessionError::Store(error)) => Outcome {
+                set_cookie: None,
+                error: Some(error),
+            },
+            Err(other) => {
+                tracing::error!(error = %other, "session could not be finished");
+                Outcome::default()
+            }
+        }
+    }
+
+    async fn finish_inner(&self) -> Result<Option<String>, SessionError> {
+        let engine = self.engine();
+        let config = &engine.config;
+        if !self.inner.loaded.initialized() {
+            let destroyed = lock(&self.inner.state).destroyed;
+            if destroyed {
+                return Ok(self.removal_cookie());
+            }
+            match self.cookie_id() {
+                // The handler never looked: by default nothing to do and no I/O.
+                Some(id) if config.rolling || config.always_touch || config.resave => {
+                    let fresh = config.new_cookie(self.inner.secure_request);
+                    let existed = engine
+                        .call("touch", engine.store.touch(id, fresh.expires))
+                        .await?;
+                    if existed && config.rolling {
+                        let value = engine.secrets.sign(id);
+                        return Ok(self.cookie_header(&value, &fresh));
+                    }
+                    return Ok(None);
+                }
+                Some(_) => return Ok(None),
+                None if config.save_uninitialized => self.ensure_loaded().await?,
+                None => return Ok(None),
+            }
+        }
+
+        let (destroyed, unset, stored_as) = {
+            let s = lock(&self.inner.state);
+            (s.destroyed, s.unset, s.stored_as.clone())
+        };
+        if destroyed {
+            return Ok(self.removal_cookie());
+        }
+        if unset {
+            if config.unset == Unset::Destroy {
+                if let Some(id) = stored_as {
+                    engine.call("destroy", engine.store.destroy(&id)).await?;
+                }
+            }
+            return Ok(None);
+        }
+
+        // express touches the cookie once per request, before deciding anything.
+        let (id, modified, unsaved, expires) = {
+            let mut s = lock(&self.inner.state);
+            s.reset_expiry();
+            let expires = s.record.as_ref().and_then(|r| r.cookie.expires);
+            let unsaved = !s.unsaved.is_empty() || s.unsaved_clear;
+            (s.id.clone(), s.modified, unsaved, expires)
+        };
+        let Some(id) = id else { return Ok(None) };
+        let from_cookie = self.cookie_id() == Some(&id);
+        let is_stored = stored_as.as_ref() == Some(&id);
+
+        let should_save = if !is_stored && !config.save_uninitialized && !modified {
+            false
+        } else {
+            !is_stored || unsaved || config.resave
+        };
+        if should_save {
+            if self.persist().await?.is_none() {
+                // Destroyed by another request meanwhile: make the browser forget it too.
+                return Ok(self.removal_cookie());
+            }
+        } else if is_stored && from_cookie {
+            engine
+                .call("touch", engine.store.touch(&id, expires))
+                .await?;
+        }
+
+        // The ID may have changed if a Create clashed.
+        let id = lock(&self.inner.state).id.clone().unwrap_or(id);
+        let new_id = self.cookie_id() != Some(&id);
+        let send = if new_id {
+            config.save_uninitialized || modified
+        } else {
+            config.rolling || (expires.is_some() && modified)
+        };
+        if !send {
+            return Ok(None);
+        }
+        let cookie_data = lock(&self.inner.state)
+            .record
+            .as_ref()
+            .map(|r| r.cookie.clone());
+        let Some(cookie_data) = cookie_data else {
+            return Ok(None);
+        };
+        Ok(self.cookie_header(&engine.secrets.sign(&id), &cookie_data))
+    }
+
+    fn wants_secure(&self, cookie: &crate::record::CookieData) -> bool {
+        match self.engine().config.cookie.secure {
+            CookieSecure::Auto => self.inner.secure_request,
+            _ => cookie.secure == Some(true),
+        }
+    }
+
+    fn cookie_header(&self, value: &str, cookie: &crate::record::CookieData) -> Option<String> {
+        let secure = self.wants_secure(cookie);
+        if secure && !self.inner.secure_request {
+            // As express: a Secure cookie is not sent over plain HTTP (the session is saved).
+            tracing::debug!("not sending a Secure session cookie over plain HTTP");
+            return None;
+        }
+        Some(cookie::set_cookie(
+            &self.engine().config.name,
+            value,
+            cookie,
+            secure,
+        ))
+    }
+
+    /// A removal cookie, sent only when the browser may hold one of ours.
+    fn removal_cookie(&self) -> Option<String> {
+        self.inner.cookie_id.as_ref()?;
+        let config = &self.engine().config;
+        let cookie = lock(&self.inner.state)
+            .record
+            .as_ref()
+            .map(|r| r.cookie.clone())
+            .unwrap_or_else(|| config.new_cookie(self.inner.secure_request));
+        let secure = self.wants_secure(&cookie) && self.inner.secure_request;
+        Some(cookie::removal(&config.name, &cookie, secure))
+    }
+}
+
+impl State {
+    fn data(&self) -> &Data {
+        static EMPTY: std::sync::OnceLock<Data> = std::sync::OnceLock::new();
+        match &self.record {
+            Some(r) => &r.data,
+            None => EMPTY.get_or_init(Data::new),
+        }
+    }
+
+    fn data_mut(&mut self) -> &mut Data {
+        &mut self
+            .record
+            .get_or_insert_with(|| Record::new(Default::default()))
+            .data
+    }
+
+    fn changed(&mut self, key: &str) {
+        self.unsaved.insert(key.to_owned());
+        self.modified = true;
+    }
+
+    /// express's `Session#touch` / `Cookie#resetMaxAge`: expires = now + originalMaxAge.
+    fn reset_expiry(&mut self) {
+        if let Some(record) = self.record.as_mut() {
+            if let Some(ms) = record.cookie.original_max_age {
+                record.cookie.expires = OffsetDateTime::now_utc()
+                    .checked_add(time::Duration::milliseconds(ms))
+                    .map(to_millis);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("cookie_id", &self.cookie_id())
+            .field("loaded", &self.inner.loaded.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "axum")]
+mod extract {
+    use axum_core::extract::FromRequestParts;
+    use http::request::Parts;
+    use http::StatusCode;
+
+    use super::Session;
+
+    /// The rejection when `Session` is extracted on a route without
+    /// [`SessionLayer`](crate::SessionLayer): a programming error, answered with 500.
+    #[derive(Debug, Clone, Copy)]
+    pub struct MissingSessionLayer;
+
+    impl axum_core::response::IntoResponse for MissingSessionLayer {
+        fn into_response(self) -> axum_core::response::Response {
+            tracing::error!("`Session` extracted on a route without `SessionLayer`; add the layer to the router");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Session extractor used without SessionLayer.",
+            )
+                .into_response()
+        }
+    }
+
+    impl<S: Send + Sync> FromRequestParts<S> for Session {
+        type Rejection = MissingSessionLayer;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
+            parts
+                .extensions
+                .get::<Session>()
+                .cloned()
+                .ok_or(MissingSessionLayer)
+        }
+    }
+}
+
+#[cfg(feature = "axum")]
+pub use extract::MissingSessionLayer;

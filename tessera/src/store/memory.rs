@@ -1,0 +1,273 @@
+//! `MemoryStore`: sessions in a `HashMap`, for tests and development.
+//!
+//! Expiry follows mini-redis's `db.rs`: an index of `(deadline, id)` in a `BTreeSet`, and a
+//! background task that sleeps until the earliest deadline, purges, and is woken through a
+//! `Notify` when an earlier deadline arrives. Expired sessions are also purged on every
+//! write, so even without a runtime for the task (a store built outside tokio) nothing
+//! leaks — unlike express-session's MemoryStore, which prunes a session only when read.
+//! A drop guard stops the task when the last clone of the store is dropped.
+//!
+//! Nothing survives a restart; use `SqliteStore` or `RedisStore` for that.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{SaveMode, SaveOutcome, Store, StoreError, Stored};
+use crate::id::SessionId;
+use crate::record::{Record, Ttl};
+
+/// An in-process session store with expiry. Clones share the same sessions.
+#[derive(Clone)]
+pub struct MemoryStore {
+    shared: Arc<Shared>,
+    _guard: Arc<DropGuard>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Notify,
+    default_ttl: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<SessionId, Entry>,
+    deadlines: BTreeSet<(Instant, SessionId)>,
+    shutdown: bool,
+}
+
+struct Entry {
+    record: Record,
+    deadline: Instant,
+}
+
+struct DropGuard(Arc<Shared>);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.lock().shutdown = true;
+        self.0.wake.notify_one();
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "memory")
+    }
+}
+
+impl MemoryStore {
+    /// An empty store whose sessions without a cookie expiry live one day (connect-redis's
+    /// default TTL).
+    pub fn new() -> Self {
+        Self::with_default_ttl(Duration::from_secs(86_400))
+    }
+
+    /// An empty store with the given TTL for sessions whose cookie has no expiry.
+    pub fn with_default_ttl(default_ttl: Duration) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            default_ttl,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(purge_task(shared.clone()));
+        }
+        MemoryStore {
+            _guard: Arc::new(DropGuard(shared.clone())),
+            shared,
+        }
+    }
+
+    /// How many sessions are held, expired ones not yet purged included.
+    pub fn len(&self) -> usize {
+        self.shared.lock().entries.len()
+    }
+
+    /// Whether no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn deadline(&self, ttl: Ttl) -> Option<Instant> {
+        match ttl {
+            Ttl::Seconds(s) => Instant::now().checked_add(Duration::from_secs(s)),
+            Ttl::Expired => None,
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    /// Removes every entry whose deadline has passed; answers the next deadline.
+    fn purge(&mut self, now: Instant) -> Option<Instant> {
+        while let Some((deadline, id)) = self.deadlines.first().cloned() {
+            if deadline > now {
+                return Some(deadline);
+            }
+            self.deadlines.pop_first();
+            self.entries.remove(&id);
+        }
+        None
+    }
+
+    fn remove(&mut self, id: &SessionId) -> Option<Entry> {
+        let entry = self.entries.remove(id)?;
+        self.deadlines.remove(&(entry.deadline, id.clone()));
+        Some(entry)
+    }
+
+    fn live(&self, id: &SessionId, now: Instant) -> Option<&Entry> {
+        self.entries.get(id).filter(|e| e.deadline > now)
+    }
+}
+
+async fn purge_task(shared: Arc<Shared>) {
+    loop {
+        let next = {
+            let mut state = shared.lock();
+            if state.shutdown {
+                return;
+            }
+            state.purge(Instant::now())
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = shared.wake.notified() => {}
+                }
+            }
+            None => shared.wake.notified().await,
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+        let state = self.shared.lock();
+        Ok(state.live(id, Instant::now()).map(|e| e.record.clone()))
+    }
+
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        mode: SaveMode,
+    ) -> Result<SaveOutcome, StoreError> {
+        let now = Instant::now();
+        let mut state = self.shared.lock();
+        state.purge(now);
+        let exists = state.live(id, now).is_some();
+        match (mode, exists) {
+            (SaveMode::Create, true) => return Ok(SaveOutcome::Conflict),
+            (SaveMode::Update, false) => return Ok(SaveOutcome::Gone),
+            _ => {}
+        }
+        state.remove(id);
+        let Some(deadline) = self.deadline(record.ttl(self.shared.default_ttl)) else {
+            return Ok(SaveOutcome::Gone);
+        };
+        let earliest = state
+            .deadlines
+            .first()
+            .is_none_or(|(first, _)| deadline < *first);
+        state.deadlines.insert((deadline, id.clone()));
+        state.entries.insert(
+            id.clone(),
+            Entry {
+                record: record.clone(),
+                deadline,
+            },
+        );
+        drop(state);
+        if earliest {
+            self.shared.wake.notify_one();
+        }
+        Ok(SaveOutcome::Saved)
+    }
+
+    async fn destroy(&self, id: &SessionId) -> Result<(), StoreError> {
+        self.shared.lock().remove(id);
+        Ok(())
+    }
+
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
+        let now = Instant::now();
+        let mut state = self.shared.lock();
+        if state.live(id, now).is_none() {
+            return Ok(false);
+        }
+        let Some(entry) = state.remove(id) else {
+            return Ok(false);
+        };
+        let Some(deadline) = self.deadline(Ttl::from_expiry(expires, self.shared.default_ttl))
+        else {
+            return Ok(false);
+        };
+        state.deadlines.insert((deadline, id.clone()));
+        state.entries.insert(
+            id.clone(),
+            Entry {
+                record: entry.record,
+                deadline,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn ids(&self) -> Result<Vec<String>, StoreError> {
+        let now = Instant::now();
+        let state = self.shared.lock();
+        let mut ids: Vec<String> = state
+            .entries
+            .iter()
+            .filter(|(_, e)| e.deadline > now)
+            .map(|(id, _)| id.to_string())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {
+        let Some(id) = SessionId::parse(id) else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        let state = self.shared.lock();
+        Ok(state.live(&id, now).map(|e| Stored {
+            value: e.record.to_json(),
+            ttl: Some(e.deadline.saturating_duration_since(now)),
+        }))
+    }
+
+    async fn clear(&self) -> Result<u64, StoreError> {
+        let mut state = self.shared.lock();
+        let n = state.entries.len() as u64;
+        state.entries.clear();
+        state.deadlines.clear();
+        Ok(n)
+    }
+}

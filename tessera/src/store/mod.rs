@@ -1,0 +1,161 @@
+//! The `Store` trait every session backend implements, and the backends themselves, one
+//! file each behind a cargo feature.
+//!
+//! The trait is small on purpose: what one request needs (load, save, destroy, touch; one
+//! round trip each) plus what an operator needs (`tessera sessions`: list, count, inspect,
+//! clear). The session engine decides *when* to call what; a store only knows *how*.
+//!
+//! Every store passes the same conformance suite (`tests/it/store_suite.rs`).
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use crate::id::SessionId;
+use crate::record::{DecodeError, Record};
+
+pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use memory::MemoryStore;
+
+/// How a save must treat a record that is (or is not) already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveMode {
+    /// A new session: write only if no record has this ID (Redis `SET … NX`). A clash
+    /// answers [`SaveOutcome::Conflict`] and the engine retries with a fresh ID.
+    Create,
+    /// A session loaded from the store: write only if the record still exists (Redis
+    /// `SET … XX`). A session destroyed by another request meanwhile answers
+    /// [`SaveOutcome::Gone`] and stays destroyed: no resurrection.
+    Update,
+}
+
+/// What a save did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    /// Written.
+    Saved,
+    /// [`SaveMode::Create`] found a record with this ID; nothing written.
+    Conflict,
+    /// [`SaveMode::Update`] found no record (destroyed or expired meanwhile), or the record
+    /// has already expired by its own cookie; nothing written.
+    Gone,
+}
+
+/// A stored value as the admin commands see it: raw, so a corrupt value can be shown too.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The stored bytes (JSON for the stores Tessera ships).
+    pub value: Vec<u8>,
+    /// Time left before the store drops it, `None` when it never expires.
+    pub ttl: Option<Duration>,
+}
+
+/// A failed store call. The layer answers `503 Service Unavailable` for these and logs them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store did not answer in time.
+    #[error("session store `{store}` did not answer `{op}` within {after:?}; check that it is up and reachable, or raise the timeout")]
+    Timeout {
+        /// Which store.
+        store: String,
+        /// Which operation.
+        op: &'static str,
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// The store could not be reached or refused the operation.
+    #[error("session store `{store}` failed on `{op}`: {source}")]
+    Backend {
+        /// Which store.
+        store: String,
+        /// Which operation.
+        op: &'static str,
+        /// What the backend said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A stored value that is not a session (corrupt, foreign, or written by something
+    /// else under our prefix). The engine treats it as no session and logs it.
+    #[error("stored session {id:?} is unreadable: {source}")]
+    Corrupt {
+        /// The key's session ID.
+        id: SessionId,
+        /// Why it could not be decoded.
+        #[source]
+        source: DecodeError,
+    },
+    /// The store's configuration is invalid (bad URL, unusable path, …).
+    #[error("session store configuration: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    /// A [`StoreError::Backend`] from any error.
+    pub fn backend(
+        store: impl fmt::Display,
+        op: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Backend {
+            store: store.to_string(),
+            op,
+            source: source.into(),
+        }
+    }
+}
+
+/// A session backend.
+///
+/// Stores keep [`Record`]s under [`SessionId`]s and expire them on their own. The TTL rule
+/// is connect-redis's: until the cookie's `expires`, else the store's default TTL; see
+/// [`Record::ttl`]. Implementations must be cheap to share (`Arc`) and safe to call from
+/// many requests at once.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// The record for `id`, or `None` when there is none or it has expired.
+    ///
+    /// A value that cannot be decoded is [`StoreError::Corrupt`], which the engine treats as
+    /// no session.
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError>;
+
+    /// Writes `record` under `id`, honouring `mode` (see [`SaveMode`]).
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        mode: SaveMode,
+    ) -> Result<SaveOutcome, StoreError>;
+
+    /// Deletes the record for `id`; deleting a missing record is not an error.
+    async fn destroy(&self, id: &SessionId) -> Result<(), StoreError>;
+
+    /// Extends the life of the record for `id` to the cookie expiry `expires` (or the
+    /// default TTL for `None`) without rewriting it. Answers whether the record existed.
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError>;
+
+    /// Every stored session ID (admin use: never called on a request path).
+    async fn ids(&self) -> Result<Vec<String>, StoreError>;
+
+    /// How many sessions are stored (admin use).
+    async fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.ids().await?.len() as u64)
+    }
+
+    /// The raw stored value and remaining TTL for `id` (admin use). Takes a plain string so
+    /// foreign keys found by [`Store::ids`] can be inspected too.
+    async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError>;
+
+    /// Deletes every session; answers how many were deleted (admin use).
+    async fn clear(&self) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,1 @@
+//! `RedisStore`: connect-redis compatible (in progress).

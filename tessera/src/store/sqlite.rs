@@ -1,0 +1,1 @@
+//! `SqliteStore`: the embedded, persistent store (in progress).

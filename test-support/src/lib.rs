@@ -1,0 +1,291 @@
+//! Real servers for Tessera's tests: `redis-server` processes on free ports and the
+//! `tessera` binary, each waited for until ready and killed when its guard drops (also
+//! when a test fails and unwinds).
+//!
+//! Nothing here is mocked: a test that needs Redis gets its own `redis-server`; a missing
+//! `redis-server` binary fails the test with a message saying how to install it, never a
+//! silent skip.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub use tempfile::TempDir;
+
+/// A free TCP port on 127.0.0.1, below 55535 (a Redis Cluster node also uses port + 10000
+/// for its bus).
+pub fn free_port() -> u16 {
+    loop {
+        let listener =
+            TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
+        let port = listener.local_addr().expect("local addr").port();
+        if port < 55_535 {
+            return port;
+        }
+    }
+}
+
+/// Waits until `check` answers true, or panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Runs `redis-cli -p PORT ARGS…` and returns its stdout, trimmed.
+pub fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("run redis-cli (install Redis: apt-get install redis-server)");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+#[derive(Debug)]
+pub struct Process {
+    child: Option<Child>,
+    name: String,
+}
+
+impl Process {
+    /// Wraps a spawned child.
+    pub fn new(name: impl Into<String>, child: Child) -> Self {
+        Process {
+            child: Some(child),
+            name: name.into(),
+        }
+    }
+
+    /// The OS process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// SIGKILL now and wait for the process to exit.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait up to `timeout` for a clean exit; SIGKILL after that. Returns
+    /// whether it exited by itself with status 0.
+    pub fn terminate(&mut self, timeout: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return status.success(),
+                Ok(None) if start.elapsed() < timeout => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    eprintln!(
+                        "{} did not exit within {timeout:?} of SIGTERM; killed",
+                        self.name
+                    );
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `redis-server` of the test's own, on a free port, persisting nothing.
+#[derive(Debug)]
+pub struct RedisServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its working directory (config files, logs).
+    pub dir: TempDir,
+    process: Process,
+}
+
+impl RedisServer {
+    /// Starts a standalone server and waits until it answers PING.
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra arguments (`["--replicaof", "127.0.0.1", "6380"]`, …).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let port = free_port();
+        Self::start_on(port, extra)
+    }
+
+    /// Starts a server on a given port (to restart one where it was).
+    pub fn start_on(port: u16, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "start redis-server: it must be on PATH (the README's test command installs it)",
+            );
+        let process = Process::new(format!("redis-server:{port}"), child);
+        wait_until(
+            &format!("redis-server on port {port}"),
+            Duration::from_secs(10),
+            || redis_cli(port, &["PING"]) == "PONG",
+        );
+        RedisServer { port, dir, process }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a command with redis-cli against this server.
+    pub fn cli(&self, args: &[&str]) -> String {
+        redis_cli(self.port, args)
+    }
+
+    /// SIGKILL the server (its data is gone: it persists nothing).
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
+    /// The underlying process.
+    pub fn process(&mut self) -> &mut Process {
+        &mut self.process
+    }
+}
+
+/// A running `tessera` binary (`tessera serve …`), its address read from its log.
+#[derive(Debug)]
+pub struct TesseraServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The process.
+    pub process: Process,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl TesseraServer {
+    /// Starts `bin serve --port 0 ARGS…` in `cwd` with `env`, and waits for its
+    /// "listening on http://…" line.
+    pub fn start(bin: &Path, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new(bin);
+        cmd.arg("serve")
+            .args(["--port", "0"])
+            .args(args)
+            .current_dir(cwd);
+        for var in [
+            "PORT",
+            "SESSION_STORE",
+            "SESSION_SECRET",
+            "SESSION_PREFIX",
+            "SESSION_TTL",
+            "RUST_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("RUST_LOG", "info");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = tx.send(addr);
+                }
+                let mut log = log_writer.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let process = Process::new("tessera", child);
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr.parse().expect("tessera logged a socket address"),
+            Err(_) => panic!(
+                "tessera did not start listening; its log:\n{}",
+                log.lock().unwrap()
+            ),
+        };
+        TesseraServer { addr, process, log }
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything it logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// A reqwest client with its own cookie jar, like one browser.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("build an HTTP client")
+}
+
+/// The workspace root (for `interop/`, `bench/`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
