@@ -1,0 +1,1 @@
+//! HTTP-level tests of the layer: the rules of a request, over real TCP.

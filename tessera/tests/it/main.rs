@@ -1,0 +1,9 @@
+//! Tessera's integration tests, in one binary (one link step instead of many on a 2-core
+//! machine). Each module mounts the real layer in a real server, or talks to a real store.
+
+mod http;
+mod memory;
+mod redis;
+mod sqlite;
+mod store_suite;
+mod support;

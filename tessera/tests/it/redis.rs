@@ -1,0 +1,1 @@
+//! `RedisStore` against the conformance suite, plus its own tests.

@@ -1,0 +1,1 @@
+//! `SqliteStore` against the conformance suite, plus its own tests.

@@ -1,0 +1,221 @@
+//! The store conformance suite: what every `Store` must do, written once.
+//!
+//! A store's test module instantiates it with [`store_suite!`], giving a function that
+//! makes a fresh, empty store with a given default TTL (and anything that must live as long
+//! as the store, such as the `redis-server` it talks to). A new store is done when it passes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tessera::record::{CookieData, Record};
+use tessera::{SaveMode, SaveOutcome, SessionId, Store};
+use time::OffsetDateTime;
+
+/// What a store factory returns: the store, and a guard kept alive as long as it.
+pub type Made = (Box<dyn std::any::Any + Send>, Arc<dyn Store>);
+
+/// Generates one `#[tokio::test]` per check for a store factory
+/// `async fn(default_ttl: Duration) -> Made`.
+#[macro_export]
+macro_rules! store_suite {
+    ($make:path) => {
+        $crate::store_suite!(@tests $make;
+            load_missing, create_then_load, create_refuses_existing, update_overwrites,
+            update_does_not_resurrect, destroy_is_idempotent, touch_reports_existence,
+            cookie_expiry_expires, default_ttl_applies_without_cookie_expiry, touch_extends_life,
+            expired_cookie_is_not_stored, admin_list_count_inspect_clear, parallel_writers,
+            keeps_data_exactly);
+    };
+    (@tests $make:path; $($check:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                $crate::store_suite::$check(|ttl| Box::pin($make(ttl))).await;
+            }
+        )*
+    };
+}
+
+type Factory = fn(Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = Made> + Send>>;
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn id() -> SessionId {
+    SessionId::generate().unwrap()
+}
+
+/// A record like express writes, expiring `in_ms` from now (`None`: no cookie expiry).
+pub fn record(in_ms: Option<i64>, views: u64) -> Record {
+    let mut r = Record::new(CookieData {
+        original_max_age: in_ms,
+        expires: in_ms.map(|ms| OffsetDateTime::now_utc() + time::Duration::milliseconds(ms)),
+        secure: Some(false),
+        http_only: Some(true),
+        path: Some("/".into()),
+        ..CookieData::default()
+    });
+    r.data.insert("views".into(), json!(views));
+    r
+}
+
+fn views(r: &Record) -> u64 {
+    r.data["views"].as_u64().unwrap()
+}
+
+pub async fn load_missing(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    assert!(store.load(&id()).await.unwrap().is_none());
+}
+
+pub async fn create_then_load(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    let rec = record(Some(60_000), 1);
+    assert_eq!(store.save(&id, &rec, SaveMode::Create).await.unwrap(), SaveOutcome::Saved);
+    let got = store.load(&id).await.unwrap().expect("saved session loads");
+    assert_eq!(views(&got), 1);
+    // Stored with millisecond precision, as JSON keeps it.
+    assert_eq!(got.cookie.expires.map(|e| e.unix_timestamp()), rec.cookie.expires.map(|e| e.unix_timestamp()));
+    assert_eq!(got.cookie.original_max_age, Some(60_000));
+}
+
+pub async fn create_refuses_existing(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    store.save(&id, &record(Some(60_000), 1), SaveMode::Create).await.unwrap();
+    assert_eq!(
+        store.save(&id, &record(Some(60_000), 2), SaveMode::Create).await.unwrap(),
+        SaveOutcome::Conflict
+    );
+    assert_eq!(views(&store.load(&id).await.unwrap().unwrap()), 1, "a Create must not overwrite");
+}
+
+pub async fn update_overwrites(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    store.save(&id, &record(Some(60_000), 1), SaveMode::Create).await.unwrap();
+    assert_eq!(store.save(&id, &record(Some(60_000), 2), SaveMode::Update).await.unwrap(), SaveOutcome::Saved);
+    assert_eq!(views(&store.load(&id).await.unwrap().unwrap()), 2);
+}
+
+pub async fn update_does_not_resurrect(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    store.save(&id, &record(Some(60_000), 1), SaveMode::Create).await.unwrap();
+    store.destroy(&id).await.unwrap();
+    assert_eq!(store.save(&id, &record(Some(60_000), 2), SaveMode::Update).await.unwrap(), SaveOutcome::Gone);
+    assert!(store.load(&id).await.unwrap().is_none(), "a destroyed session came back");
+}
+
+pub async fn destroy_is_idempotent(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    store.destroy(&id).await.unwrap();
+    store.save(&id, &record(None, 1), SaveMode::Create).await.unwrap();
+    store.destroy(&id).await.unwrap();
+    store.destroy(&id).await.unwrap();
+    assert!(store.load(&id).await.unwrap().is_none());
+}
+
+pub async fn touch_reports_existence(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    assert!(!store.touch(&id, None).await.unwrap());
+    store.save(&id, &record(None, 1), SaveMode::Create).await.unwrap();
+    assert!(store.touch(&id, None).await.unwrap());
+}
+
+pub async fn cookie_expiry_expires(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    store.save(&id, &record(Some(1_200), 1), SaveMode::Create).await.unwrap();
+    assert!(store.load(&id).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(store.load(&id).await.unwrap().is_none(), "expired session still loads");
+    assert!(!store.ids().await.unwrap().contains(&id.to_string()), "expired session still listed");
+}
+
+pub async fn default_ttl_applies_without_cookie_expiry(make: Factory) {
+    let (_g, store) = make(Duration::from_secs(1)).await;
+    let id = id();
+    store.save(&id, &record(None, 1), SaveMode::Create).await.unwrap();
+    assert!(store.load(&id).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    assert!(store.load(&id).await.unwrap().is_none(), "default TTL not applied");
+}
+
+pub async fn touch_extends_life(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    store.save(&id, &record(Some(1_200), 1), SaveMode::Create).await.unwrap();
+    let later = OffsetDateTime::now_utc() + time::Duration::seconds(30);
+    assert!(store.touch(&id, Some(later)).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(store.load(&id).await.unwrap().is_some(), "touch did not extend the session");
+    let ttl = store.inspect(id.as_str()).await.unwrap().unwrap().ttl.unwrap();
+    assert!(ttl > Duration::from_secs(20) && ttl <= Duration::from_secs(30), "{ttl:?}");
+}
+
+pub async fn expired_cookie_is_not_stored(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    let outcome = store.save(&id, &record(Some(-1_000), 1), SaveMode::Create).await.unwrap();
+    assert_eq!(outcome, SaveOutcome::Gone);
+    assert!(store.load(&id).await.unwrap().is_none());
+}
+
+pub async fn admin_list_count_inspect_clear(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    assert_eq!(store.count().await.unwrap(), 0);
+    let ids: Vec<SessionId> = (0..25).map(|_| id()).collect();
+    for (n, id) in ids.iter().enumerate() {
+        store.save(id, &record(Some(600_000), n as u64), SaveMode::Create).await.unwrap();
+    }
+    assert_eq!(store.count().await.unwrap(), 25);
+    let mut listed = store.ids().await.unwrap();
+    listed.sort();
+    let mut expected: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let shown = store.inspect(ids[3].as_str()).await.unwrap().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&shown.value).unwrap();
+    assert_eq!(json["views"], json!(3));
+    assert_eq!(json["cookie"]["originalMaxAge"], json!(600_000));
+    let ttl = shown.ttl.unwrap();
+    assert!(ttl > Duration::from_secs(590) && ttl <= Duration::from_secs(600), "{ttl:?}");
+    assert!(store.inspect("no-such-session").await.unwrap().is_none());
+    assert_eq!(store.clear().await.unwrap(), 25);
+    assert_eq!(store.count().await.unwrap(), 0);
+}
+
+pub async fn parallel_writers(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let mut tasks = Vec::new();
+    for n in 0..64u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = id();
+            store.save(&id, &record(Some(600_000), n), SaveMode::Create).await.unwrap();
+            for v in 1..=5 {
+                store.save(&id, &record(Some(600_000), n * 100 + v), SaveMode::Update).await.unwrap();
+            }
+            (id, n * 100 + 5)
+        }));
+    }
+    for task in tasks {
+        let (id, expected) = task.await.unwrap();
+        assert_eq!(views(&store.load(&id).await.unwrap().unwrap()), expected);
+    }
+    assert_eq!(store.count().await.unwrap(), 64);
+}
+
+pub async fn keeps_data_exactly(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    let json = r#"{"cookie":{"originalMaxAge":600000,"expires":"2099-01-01T00:00:00.000Z","secure":false,"httpOnly":true,"path":"/"},"user":{"name":"Zoë ✓","roles":["a","b"],"n":12345678901234567890,"f":0.1,"big":1e+21},"ok":true,"none":null}"#;
+    let rec = Record::from_json(json.as_bytes()).unwrap();
+    store.save(&id, &rec, SaveMode::Create).await.unwrap();
+    let got = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(String::from_utf8(got.to_json()).unwrap(), json);
+}
