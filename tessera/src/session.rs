@@ -595,10 +595,14 @@ impl Session {
         // The ID may have changed if a Create clashed.
         let id = lock(&self.inner.state).id.clone().unwrap_or(id);
         let new_id = self.cookie_id() != Some(&id);
+        // A cookie that verified with an older secret is re-signed with the current one
+        // whenever the session is still stored, so old secrets can be retired sooner
+        // (express re-signs only when it sends the cookie anyway).
+        let signed_with_old_secret = matches!(self.inner.cookie_id, Some((_, index)) if index > 0);
         let send = if new_id {
             config.save_uninitialized || modified
         } else {
-            config.rolling || (expires.is_some() && modified)
+            config.rolling || (expires.is_some() && modified) || signed_with_old_secret
         };
         if !send {
             return Ok(None);

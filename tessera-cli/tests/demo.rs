@@ -1,0 +1,180 @@
+//! `tessera serve`, the real binary, over real HTTP: the article's demo and its flags.
+
+use std::path::Path;
+use std::time::Duration;
+
+use test_support::{browser, TempDir, TesseraServer};
+
+const WELCOME: &str = "Welcome to the session demo! Visit again to see the view count increase.";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tessera"))
+}
+
+#[tokio::test]
+async fn the_article_demo_counts_and_logs_out() {
+    let dir = TempDir::new().unwrap();
+    let server = TesseraServer::start(
+        bin(),
+        dir.path(),
+        &["--store", "memory", "--secret", "s3cret"],
+        &[],
+    );
+    let b = browser();
+    let get = |path: &'static str| {
+        let b = b.clone();
+        let url = format!("{}{path}", server.url());
+        async move {
+            let r = b.get(url).send().await.unwrap();
+            let ctype = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (r.status().as_u16(), ctype, r.text().await.unwrap())
+        }
+    };
+    let (status, ctype, body) = get("/").await;
+    assert_eq!((status, body.as_str()), (200, WELCOME));
+    assert!(ctype.unwrap().starts_with("text/plain"));
+    assert_eq!(get("/").await.2, "You have visited this page 2 times.");
+    assert_eq!(get("/").await.2, "You have visited this page 3 times.");
+    assert_eq!(get("/logout").await.2, "Logged out successfully!");
+    assert_eq!(get("/").await.2, WELCOME);
+    assert!(
+        server.log().contains("store=memory"),
+        "start line names the store: {}",
+        server.log()
+    );
+}
+
+#[tokio::test]
+async fn flags_shape_the_cookie() {
+    let dir = TempDir::new().unwrap();
+    let server = TesseraServer::start(
+        bin(),
+        dir.path(),
+        &[
+            "--store",
+            "memory",
+            "--cookie-name",
+            "sid",
+            "--cookie-max-age",
+            "60",
+        ],
+        &[("SESSION_SECRET", "from-env")],
+    );
+    let r = reqwest::get(format!("{}/", server.url())).await.unwrap();
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.starts_with("sid=s%3A"), "{set}");
+    let expires = set
+        .split("Expires=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    let in_a_minute = time::OffsetDateTime::now_utc() + time::Duration::seconds(60);
+    assert!(
+        expires.contains(&format!(" {:02}:", in_a_minute.hour())),
+        "{set}"
+    );
+    assert!(
+        !dir.path().join(".tessera/secret").exists(),
+        "a given secret is not replaced by a generated one"
+    );
+
+    // --cookie-secure true: no cookie over plain HTTP, as express.
+    let secure = TesseraServer::start(
+        bin(),
+        dir.path(),
+        &[
+            "--store",
+            "memory",
+            "--secret",
+            "x",
+            "--cookie-secure",
+            "true",
+        ],
+        &[],
+    );
+    let r = reqwest::get(format!("{}/", secure.url())).await.unwrap();
+    assert!(r.headers().get("set-cookie").is_none());
+}
+
+#[tokio::test]
+async fn a_generated_secret_is_kept_private_and_reused() {
+    let dir = TempDir::new().unwrap();
+    let first = TesseraServer::start(bin(), dir.path(), &["--store", "memory"], &[]);
+    let path = dir.path().join(".tessera/secret");
+    let secret = std::fs::read_to_string(&path).expect("demo secret written");
+    assert!(secret.trim().len() >= 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert!(
+        first.log().contains("generated a demo secret"),
+        "{}",
+        first.log()
+    );
+    let second = TesseraServer::start(bin(), dir.path(), &["--store", "memory"], &[]);
+    assert!(second.log().contains("using the demo secret"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), secret);
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly() {
+    let dir = TempDir::new().unwrap();
+    let mut server = TesseraServer::start(
+        bin(),
+        dir.path(),
+        &["--store", "memory", "--secret", "x"],
+        &[],
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/health", server.url()))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        server.process.terminate(Duration::from_secs(10)),
+        "exit status 0 after SIGTERM"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(server.log().contains("shut down"), "{}", server.log());
+}
+
+#[test]
+fn bad_options_fail_with_a_clear_message() {
+    let dir = TempDir::new().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--store", "nosuch://x", "--secret", "x"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown store URL"), "{err}");
+
+    let out = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--store",
+            "memory",
+            "--secret",
+            "x",
+            "--cookie-name",
+            "bad name",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cookie name"));
+}
