@@ -8,7 +8,10 @@ use tessera::MemoryStore;
 use crate::store_suite::Made;
 
 async fn make(default_ttl: Duration) -> Made {
-    (Box::new(()), Arc::new(MemoryStore::with_default_ttl(default_ttl)))
+    (
+        Box::new(()),
+        Arc::new(MemoryStore::with_default_ttl(default_ttl)),
+    )
 }
 
 crate::store_suite!(make);

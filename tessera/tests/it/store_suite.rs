@@ -72,47 +72,87 @@ pub async fn create_then_load(make: Factory) {
     let (_g, store) = make(DAY).await;
     let id = id();
     let rec = record(Some(60_000), 1);
-    assert_eq!(store.save(&id, &rec, SaveMode::Create).await.unwrap(), SaveOutcome::Saved);
+    assert_eq!(
+        store.save(&id, &rec, SaveMode::Create).await.unwrap(),
+        SaveOutcome::Saved
+    );
     let got = store.load(&id).await.unwrap().expect("saved session loads");
     assert_eq!(views(&got), 1);
     // Stored with millisecond precision, as JSON keeps it.
-    assert_eq!(got.cookie.expires.map(|e| e.unix_timestamp()), rec.cookie.expires.map(|e| e.unix_timestamp()));
+    assert_eq!(
+        got.cookie.expires.map(|e| e.unix_timestamp()),
+        rec.cookie.expires.map(|e| e.unix_timestamp())
+    );
     assert_eq!(got.cookie.original_max_age, Some(60_000));
 }
 
 pub async fn create_refuses_existing(make: Factory) {
     let (_g, store) = make(DAY).await;
     let id = id();
-    store.save(&id, &record(Some(60_000), 1), SaveMode::Create).await.unwrap();
+    store
+        .save(&id, &record(Some(60_000), 1), SaveMode::Create)
+        .await
+        .unwrap();
     assert_eq!(
-        store.save(&id, &record(Some(60_000), 2), SaveMode::Create).await.unwrap(),
+        store
+            .save(&id, &record(Some(60_000), 2), SaveMode::Create)
+            .await
+            .unwrap(),
         SaveOutcome::Conflict
     );
-    assert_eq!(views(&store.load(&id).await.unwrap().unwrap()), 1, "a Create must not overwrite");
+    assert_eq!(
+        views(&store.load(&id).await.unwrap().unwrap()),
+        1,
+        "a Create must not overwrite"
+    );
 }
 
 pub async fn update_overwrites(make: Factory) {
     let (_g, store) = make(DAY).await;
     let id = id();
-    store.save(&id, &record(Some(60_000), 1), SaveMode::Create).await.unwrap();
-    assert_eq!(store.save(&id, &record(Some(60_000), 2), SaveMode::Update).await.unwrap(), SaveOutcome::Saved);
+    store
+        .save(&id, &record(Some(60_000), 1), SaveMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .save(&id, &record(Some(60_000), 2), SaveMode::Update)
+            .await
+            .unwrap(),
+        SaveOutcome::Saved
+    );
     assert_eq!(views(&store.load(&id).await.unwrap().unwrap()), 2);
 }
 
 pub async fn update_does_not_resurrect(make: Factory) {
     let (_g, store) = make(DAY).await;
     let id = id();
-    store.save(&id, &record(Some(60_000), 1), SaveMode::Create).await.unwrap();
+    store
+        .save(&id, &record(Some(60_000), 1), SaveMode::Create)
+        .await
+        .unwrap();
     store.destroy(&id).await.unwrap();
-    assert_eq!(store.save(&id, &record(Some(60_000), 2), SaveMode::Update).await.unwrap(), SaveOutcome::Gone);
-    assert!(store.load(&id).await.unwrap().is_none(), "a destroyed session came back");
+    assert_eq!(
+        store
+            .save(&id, &record(Some(60_000), 2), SaveMode::Update)
+            .await
+            .unwrap(),
+        SaveOutcome::Gone
+    );
+    assert!(
+        store.load(&id).await.unwrap().is_none(),
+        "a destroyed session came back"
+    );
 }
 
 pub async fn destroy_is_idempotent(make: Factory) {
     let (_g, store) = make(DAY).await;
     let id = id();
     store.destroy(&id).await.unwrap();
-    store.save(&id, &record(None, 1), SaveMode::Create).await.unwrap();
+    store
+        .save(&id, &record(None, 1), SaveMode::Create)
+        .await
+        .unwrap();
     store.destroy(&id).await.unwrap();
     store.destroy(&id).await.unwrap();
     assert!(store.load(&id).await.unwrap().is_none());
@@ -122,45 +162,81 @@ pub async fn touch_reports_existence(make: Factory) {
     let (_g, store) = make(DAY).await;
     let id = id();
     assert!(!store.touch(&id, None).await.unwrap());
-    store.save(&id, &record(None, 1), SaveMode::Create).await.unwrap();
+    store
+        .save(&id, &record(None, 1), SaveMode::Create)
+        .await
+        .unwrap();
     assert!(store.touch(&id, None).await.unwrap());
 }
 
 pub async fn cookie_expiry_expires(make: Factory) {
     let (_g, store) = make(DAY).await;
     let id = id();
-    store.save(&id, &record(Some(1_200), 1), SaveMode::Create).await.unwrap();
+    store
+        .save(&id, &record(Some(1_200), 1), SaveMode::Create)
+        .await
+        .unwrap();
     assert!(store.load(&id).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert!(store.load(&id).await.unwrap().is_none(), "expired session still loads");
-    assert!(!store.ids().await.unwrap().contains(&id.to_string()), "expired session still listed");
+    assert!(
+        store.load(&id).await.unwrap().is_none(),
+        "expired session still loads"
+    );
+    assert!(
+        !store.ids().await.unwrap().contains(&id.to_string()),
+        "expired session still listed"
+    );
 }
 
 pub async fn default_ttl_applies_without_cookie_expiry(make: Factory) {
     let (_g, store) = make(Duration::from_secs(1)).await;
     let id = id();
-    store.save(&id, &record(None, 1), SaveMode::Create).await.unwrap();
+    store
+        .save(&id, &record(None, 1), SaveMode::Create)
+        .await
+        .unwrap();
     assert!(store.load(&id).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(2_300)).await;
-    assert!(store.load(&id).await.unwrap().is_none(), "default TTL not applied");
+    assert!(
+        store.load(&id).await.unwrap().is_none(),
+        "default TTL not applied"
+    );
 }
 
 pub async fn touch_extends_life(make: Factory) {
     let (_g, store) = make(DAY).await;
     let id = id();
-    store.save(&id, &record(Some(1_200), 1), SaveMode::Create).await.unwrap();
+    store
+        .save(&id, &record(Some(1_200), 1), SaveMode::Create)
+        .await
+        .unwrap();
     let later = OffsetDateTime::now_utc() + time::Duration::seconds(30);
     assert!(store.touch(&id, Some(later)).await.unwrap());
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert!(store.load(&id).await.unwrap().is_some(), "touch did not extend the session");
-    let ttl = store.inspect(id.as_str()).await.unwrap().unwrap().ttl.unwrap();
-    assert!(ttl > Duration::from_secs(20) && ttl <= Duration::from_secs(30), "{ttl:?}");
+    assert!(
+        store.load(&id).await.unwrap().is_some(),
+        "touch did not extend the session"
+    );
+    let ttl = store
+        .inspect(id.as_str())
+        .await
+        .unwrap()
+        .unwrap()
+        .ttl
+        .unwrap();
+    assert!(
+        ttl > Duration::from_secs(20) && ttl <= Duration::from_secs(30),
+        "{ttl:?}"
+    );
 }
 
 pub async fn expired_cookie_is_not_stored(make: Factory) {
     let (_g, store) = make(DAY).await;
     let id = id();
-    let outcome = store.save(&id, &record(Some(-1_000), 1), SaveMode::Create).await.unwrap();
+    let outcome = store
+        .save(&id, &record(Some(-1_000), 1), SaveMode::Create)
+        .await
+        .unwrap();
     assert_eq!(outcome, SaveOutcome::Gone);
     assert!(store.load(&id).await.unwrap().is_none());
 }
@@ -170,7 +246,10 @@ pub async fn admin_list_count_inspect_clear(make: Factory) {
     assert_eq!(store.count().await.unwrap(), 0);
     let ids: Vec<SessionId> = (0..25).map(|_| id()).collect();
     for (n, id) in ids.iter().enumerate() {
-        store.save(id, &record(Some(600_000), n as u64), SaveMode::Create).await.unwrap();
+        store
+            .save(id, &record(Some(600_000), n as u64), SaveMode::Create)
+            .await
+            .unwrap();
     }
     assert_eq!(store.count().await.unwrap(), 25);
     let mut listed = store.ids().await.unwrap();
@@ -183,7 +262,10 @@ pub async fn admin_list_count_inspect_clear(make: Factory) {
     assert_eq!(json["views"], json!(3));
     assert_eq!(json["cookie"]["originalMaxAge"], json!(600_000));
     let ttl = shown.ttl.unwrap();
-    assert!(ttl > Duration::from_secs(590) && ttl <= Duration::from_secs(600), "{ttl:?}");
+    assert!(
+        ttl > Duration::from_secs(590) && ttl <= Duration::from_secs(600),
+        "{ttl:?}"
+    );
     assert!(store.inspect("no-such-session").await.unwrap().is_none());
     assert_eq!(store.clear().await.unwrap(), 25);
     assert_eq!(store.count().await.unwrap(), 0);
@@ -196,9 +278,15 @@ pub async fn parallel_writers(make: Factory) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let id = id();
-            store.save(&id, &record(Some(600_000), n), SaveMode::Create).await.unwrap();
+            store
+                .save(&id, &record(Some(600_000), n), SaveMode::Create)
+                .await
+                .unwrap();
             for v in 1..=5 {
-                store.save(&id, &record(Some(600_000), n * 100 + v), SaveMode::Update).await.unwrap();
+                store
+                    .save(&id, &record(Some(600_000), n * 100 + v), SaveMode::Update)
+                    .await
+                    .unwrap();
             }
             (id, n * 100 + 5)
         }));
