@@ -525,27 +525,29 @@ impl Session {
         let engine = self.engine();
         let config = &engine.config;
         if !self.inner.loaded.initialized() {
-            let destroyed = lock(&self.inner.state).destroyed;
+            let (destroyed, unset) = {
+                let s = lock(&self.inner.state);
+                (s.destroyed, s.unset)
+            };
             if destroyed {
                 return Ok(self.removal_cookie());
             }
             match self.cookie_id() {
-                // The handler never looked: by default nothing to do and no I/O.
-                Some(id) if config.rolling || config.always_touch || config.resave => {
-                    let fresh = config.new_cookie(self.inner.secure_request);
-                    let existed = engine
-                        .call("touch", engine.store.touch(id, fresh.expires))
-                        .await?;
-                    if existed && config.rolling {
-                        let value = engine.secrets.sign(id);
-                        return Ok(self.cookie_header(&value, &fresh));
+                Some(id) if unset => {
+                    if config.unset == Unset::Destroy {
+                        engine.call("destroy", engine.store.destroy(id)).await?;
                     }
                     return Ok(None);
                 }
-                Some(_) => return Ok(None),
-                None if config.save_uninitialized => self.ensure_loaded().await?,
-                None => return Ok(None),
+                // rolling, always_touch and resave act on sessions the handler never
+                // looked at; they need the stored record (its own max age and cookie
+                // attributes, which may differ from the defaults), so load it.
+                Some(_) if config.rolling || config.always_touch || config.resave => {}
+                None if config.save_uninitialized && !unset => {}
+                // By default: nothing to do and no I/O.
+                _ => return Ok(None),
             }
+            self.ensure_loaded().await?;
         }
 
         let (destroyed, unset, stored_as) = {

@@ -230,7 +230,8 @@ async fn always_touch_extends_untouched_routes() {
         .set_cookies
         .is_empty());
     assert_eq!(store.calls.get(&store.calls.touch), 1);
-    assert_eq!(store.calls.get(&store.calls.load), 0, "touch needs no load");
+    // Loaded, so the session's own max age (which "remember me" may have changed) is kept.
+    assert_eq!(store.calls.get(&store.calls.load), 1);
 }
 
 #[tokio::test]
@@ -607,4 +608,38 @@ fn config_errors_are_typed() {
     assert!(matches!(err, ConfigError::Name(_)));
     let err = SessionLayer::new(MemoryStore::new(), config().cookie_path("/a;b")).unwrap_err();
     assert!(matches!(err, ConfigError::Attribute { .. }));
+}
+
+#[tokio::test]
+async fn rolling_keeps_a_sessions_own_lifetime() {
+    let store = MemoryStore::new();
+    let addr = server(config().rolling(true), Arc::new(store.clone())).await;
+    let first = get(addr, "/", None).await;
+    let cookie = first.cookie().unwrap();
+    get(addr, "/remember", Some(&cookie)).await;
+    let reply = get(addr, "/untouched", Some(&cookie)).await;
+    let expires = reply.set_cookies[0]
+        .split("Expires=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let in_30_days = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    assert!(
+        expires.contains(&format!("{:02} ", in_30_days.day())),
+        "{expires}"
+    );
+    let ttl = store
+        .inspect(&first.cookie_id().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .ttl
+        .unwrap();
+    assert!(
+        ttl > Duration::from_secs(29 * 86_400),
+        "rolling must not shorten it: {ttl:?}"
+    );
 }
