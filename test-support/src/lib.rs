@@ -289,3 +289,133 @@ pub fn workspace_root() -> PathBuf {
         .expect("workspace root")
         .to_path_buf()
 }
+
+/// The packages `interop/app.js` loads; a missing one means `npm ci` has not run.
+const INTEROP_PACKAGES: &[&str] = &[
+    "express",
+    "express-session",
+    "connect-redis",
+    "connect-redis-9",
+    "ioredis",
+    "redis",
+];
+
+/// The Node peer: `node app.js` in `interop/` (the article's express-session +
+/// connect-redis app), on a free port, its address read from its stdout.
+#[derive(Debug)]
+pub struct NodeApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The process.
+    pub process: Process,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl NodeApp {
+    /// Starts `node app.js` in `interop/` with `PORT=0` and `env` (`CLIENT`, `REDIS_URL`,
+    /// `SESSION_SECRET`, …; see the top of `interop/app.js`), and waits for its
+    /// "listening on http://…" line.
+    ///
+    /// Panics, saying what to do, when `interop/node_modules` is missing (run `npm ci` in
+    /// `interop/`) or `node` is not installed: never a silent skip.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let dir = workspace_root().join("interop");
+        if let Some(missing) = INTEROP_PACKAGES.iter().find(|p| {
+            !dir.join("node_modules")
+                .join(p)
+                .join("package.json")
+                .is_file()
+        }) {
+            panic!(
+                "the Node peer's packages are not installed ({missing} is missing from {}): \
+                 run `npm ci` in interop/ (scripts/test does it by itself)",
+                dir.join("node_modules").display()
+            );
+        }
+        let mut cmd = Command::new("node");
+        cmd.arg("app.js").current_dir(&dir);
+        for var in [
+            "CLIENT",
+            "REDIS_URL",
+            "REDIS_HOST",
+            "REDIS_PORT",
+            "SESSION_SECRET",
+            "SESSION_PREFIX",
+            "SESSION_TTL",
+            "COOKIE_MAX_AGE",
+            "COOKIE_NAME",
+            "HOST",
+            "NODE_ENV",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.env("PORT", "0");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "start node: {e} (install Node.js 20 or later: the README's test command does)"
+                )
+            });
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let stdout_log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("listening on http://") {
+                    let _ = tx.send(rest.trim().to_owned());
+                }
+                append_line(&stdout_log, &line);
+            }
+        });
+        let stderr_log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                append_line(&stderr_log, &line);
+            }
+        });
+        let mut process = Process::new("node interop/app.js", child);
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addr) => addr.parse().expect("the Node app printed a socket address"),
+            Err(_) => {
+                // Stdout closed (it exited) or it never listened: show why.
+                let start = Instant::now();
+                while process.is_running() && start.elapsed() < Duration::from_secs(2) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "the Node app (interop/app.js) did not start listening; its output:\n{}",
+                    log.lock().unwrap_or_else(|p| p.into_inner())
+                )
+            }
+        };
+        NodeApp { addr, process, log }
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything it printed so far (stdout and stderr).
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+fn append_line(log: &std::sync::Mutex<String>, line: &str) {
+    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+    log.push_str(line);
+    log.push('\n');
+}
+
+pub mod topology;
