@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera::store::redis::RedisStore;
+use tessera::store::sqlite::{SqliteOptions, SqliteStore};
 use tessera::{MemoryStore, Store, StoreError};
 
 /// Options that apply to whichever store the URL names (each uses what it understands).
@@ -23,18 +25,51 @@ pub struct StoreOptions {
 }
 
 /// The default store of `tessera serve`.
-pub const DEFAULT_STORE: &str = "memory";
+pub const DEFAULT_STORE: &str = "sqlite://.tessera/sessions.db";
 
 /// Opens the store `url` names.
 pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split("://").next().unwrap_or(url);
     match scheme {
         "memory" => Ok(Arc::new(MemoryStore::with_default_ttl(options.ttl))),
+        "sqlite" => open_sqlite(url, options).await,
+        "redis" | "rediss" => Ok(Arc::new(
+            RedisStore::builder(url)
+                .prefix(options.prefix.clone())
+                .ttl(options.ttl)
+                .connect()
+                .await?,
+        )),
         _ => Err(StoreError::Config(format!(
             "unknown store URL {url:?}: use memory, sqlite://PATH, redis://HOST:PORT, \
              redis-sentinel://HOST:PORT,…/MASTER or redis-cluster://HOST:PORT,…"
         ))),
     }
+}
+
+/// `sqlite://PATH`: PATH relative to the working directory (`sqlite:///abs/path` for an
+/// absolute one); its folder is created if missing.
+async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    let path = std::path::Path::new(url.strip_prefix("sqlite://").unwrap_or_default());
+    if path.as_os_str().is_empty() {
+        return Err(StoreError::Config(format!(
+            "store URL {url:?} names no file: use sqlite://PATH, e.g. sqlite://.tessera/sessions.db"
+        )));
+    }
+    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(folder).await.map_err(|e| {
+            StoreError::Config(format!(
+                "cannot create the folder {} for the session database: {e}; \
+                 create it yourself or choose another path",
+                folder.display()
+            ))
+        })?;
+    }
+    let options = SqliteOptions {
+        default_ttl: options.ttl,
+        ..SqliteOptions::default()
+    };
+    Ok(Arc::new(SqliteStore::open(path, options).await?))
 }
 
 /// Where a store keeps local files (the demo keeps its generated secret there too).

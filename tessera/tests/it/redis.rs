@@ -1,1 +1,712 @@
-//! `RedisStore` against the conformance suite, plus its own tests.
+//! `RedisStore` against the conformance suite, plus what only Redis has: foreign and
+//! corrupt values under the prefix, wrong key types, the exact commands each request sends,
+//! connect-redis's options, and a Redis that dies and comes back. Every test starts its own
+//! `redis-server` on a free port.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::routing::get as route_get;
+use axum::Router;
+use serde_json::json;
+use tessera::record::Record;
+use tessera::store::redis::RedisStore;
+use tessera::{
+    SaveMode, SaveOutcome, Session, SessionError, SessionId, SessionLayer, Store, StoreError,
+};
+use test_support::RedisServer;
+use tokio::sync::Notify;
+
+use crate::store_suite::{record, Made};
+use crate::support::{config, get, routes, serve, SECRET};
+
+const WELCOME: &str = "Welcome to the session demo! Visit again to see the view count increase.";
+const PREFIX: &str = "myapp:session:";
+
+async fn start_redis() -> RedisServer {
+    tokio::task::spawn_blocking(RedisServer::start)
+        .await
+        .unwrap()
+}
+
+async fn store_on(server: &RedisServer) -> RedisStore {
+    RedisStore::builder(server.url())
+        .prefix(PREFIX)
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn make(default_ttl: Duration) -> Made {
+    let server = start_redis().await;
+    let store = RedisStore::builder(server.url())
+        .prefix(PREFIX)
+        .ttl(default_ttl)
+        .scan_count(7) // small pages, so the admin checks cross several SCAN pages
+        .connect()
+        .await
+        .unwrap();
+    (Box::new(server), Arc::new(store))
+}
+
+crate::store_suite!(make);
+
+fn id() -> SessionId {
+    SessionId::generate().unwrap()
+}
+
+fn key(id: &str) -> String {
+    format!("{PREFIX}{id}")
+}
+
+/// The signed `Cookie` header for `id`, as a browser would send it.
+fn cookie_for(id: &SessionId) -> String {
+    let signed = tessera::signing::Secrets::new([SECRET]).unwrap().sign(id);
+    format!(
+        "connect.sid={}",
+        signed
+            .replace(':', "%3A")
+            .replace('/', "%2F")
+            .replace('+', "%2B")
+    )
+}
+
+async fn app_on(store: RedisStore) -> std::net::SocketAddr {
+    let layer = SessionLayer::new(store, config()).unwrap();
+    serve(routes().layer(layer)).await
+}
+
+/// Calls per command since the last `CONFIG RESETSTAT`, without the test's own commands.
+fn commands(server: &RedisServer) -> BTreeMap<String, u64> {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let (name, stats) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .filter(|(name, _)| {
+            ![
+                "info", "config", "client", "command", "hello", "ping", "select",
+            ]
+            .iter()
+            .any(|own| name.starts_with(own))
+        })
+        .collect()
+}
+
+fn expect_commands(server: &RedisServer, expected: &[(&str, u64)], what: &str) {
+    let got = commands(server);
+    let expected: BTreeMap<String, u64> =
+        expected.iter().map(|(n, c)| (n.to_string(), *c)).collect();
+    assert_eq!(got, expected, "commands sent for {what}");
+    server.cli(&["CONFIG", "RESETSTAT"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_round_trip_per_request_as_connect_redis() {
+    let server = start_redis().await;
+    let addr = app_on(store_on(&server).await).await;
+    server.cli(&["CONFIG", "RESETSTAT"]);
+
+    let first = get(addr, "/", None).await;
+    assert_eq!(first.body, WELCOME);
+    let cookie = first.cookie().unwrap();
+    expect_commands(&server, &[("set", 1)], "a new visitor on the counter");
+
+    assert_eq!(
+        get(addr, "/", Some(&cookie)).await.body,
+        "You have visited this page 2 times."
+    );
+    expect_commands(
+        &server,
+        &[("get", 1), ("set", 1)],
+        "a returning visitor on the counter",
+    );
+
+    assert_eq!(get(addr, "/views", Some(&cookie)).await.body, "2");
+    expect_commands(&server, &[("get", 1), ("expire", 1)], "a read-only route");
+
+    assert_eq!(get(addr, "/untouched", Some(&cookie)).await.body, "ok");
+    expect_commands(&server, &[], "a route that never looks at its session");
+
+    assert_eq!(get(addr, "/views", None).await.body, "0");
+    expect_commands(&server, &[], "a new visitor on a read-only route");
+
+    assert_eq!(
+        get(addr, "/logout", Some(&cookie)).await.body,
+        "Logged out successfully!"
+    );
+    expect_commands(
+        &server,
+        &[("del", 1)],
+        "logout (connect-redis sends GET + DEL)",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_what_connect_redis_stores() {
+    let server = start_redis().await;
+    let addr = app_on(store_on(&server).await).await;
+    let first = get(addr, "/", None).await;
+    let id = first.cookie_id().unwrap();
+    let stored: serde_json::Value = serde_json::from_str(&server.cli(&["GET", &key(&id)])).unwrap();
+    assert_eq!(stored["views"], json!(1));
+    assert_eq!(stored["cookie"]["originalMaxAge"], json!(86_400_000));
+    assert_eq!(stored["cookie"]["httpOnly"], json!(true));
+    assert_eq!(stored["cookie"]["path"], json!("/"));
+    let order: Vec<&String> = stored.as_object().unwrap().keys().collect();
+    assert_eq!(
+        order,
+        ["cookie", "views"],
+        "cookie first, as express writes it"
+    );
+    let ttl: u64 = server.cli(&["TTL", &key(&id)]).parse().unwrap();
+    assert!(
+        (86_390..=86_400).contains(&ttl),
+        "TTL follows the cookie's one-day max age: {ttl}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_and_foreign_values_become_new_sessions() {
+    let server = start_redis().await;
+    let store = store_on(&server).await;
+    let addr = app_on(store.clone()).await;
+    let corrupt: [&[u8]; 6] = [
+        b"not json",
+        b"[1,2,3]",
+        br#"{"views":41}"#,
+        br#"{"cookie":"yes","views":41}"#,
+        br#"{"cookie":{"expires":"tomorrow"},"views":41}"#,
+        b"\xff\xfe\x00binary",
+    ];
+    for value in corrupt {
+        let id = id();
+        let mut cli = std::process::Command::new("redis-cli");
+        cli.args([
+            "-p",
+            &server.port.to_string(),
+            "-x",
+            "SET",
+            &key(id.as_str()),
+        ]);
+        let mut child = cli
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), value).unwrap();
+        assert!(child.wait().unwrap().success());
+
+        assert!(
+            matches!(store.load(&id).await, Err(StoreError::Corrupt { .. })),
+            "{:?} must load as Corrupt",
+            String::from_utf8_lossy(value)
+        );
+        let reply = get(addr, "/", Some(&cookie_for(&id))).await;
+        assert_eq!(reply.status, 200, "{:?}", String::from_utf8_lossy(value));
+        assert_eq!(reply.body, WELCOME, "a corrupt record is no session");
+        assert_ne!(
+            reply.cookie_id().unwrap(),
+            id.as_str(),
+            "a fresh ID, not the corrupt one"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_of_another_type_are_corrupt_not_errors() {
+    let server = start_redis().await;
+    let store = store_on(&server).await;
+    let addr = app_on(store.clone()).await;
+    let id = id();
+    server.cli(&["HSET", &key(id.as_str()), "views", "41"]);
+    let Err(StoreError::Corrupt { source, .. }) = store.load(&id).await else {
+        panic!("a hash under the prefix must load as Corrupt");
+    };
+    assert!(source.to_string().contains("WRONGTYPE"), "{source}");
+    let reply = get(addr, "/", Some(&cookie_for(&id))).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, WELCOME));
+    // The admin view shows it for what it is.
+    let shown = store.inspect(id.as_str()).await.unwrap().unwrap();
+    let shown = String::from_utf8(shown.value).unwrap();
+    assert!(shown.contains("hash"), "{shown}");
+    assert!(store.ids().await.unwrap().contains(&id.to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_values_round_trip() {
+    let server = start_redis().await;
+    let store = store_on(&server).await;
+    let id = id();
+    let mut rec = record(Some(600_000), 7);
+    let big: String = "0123456789abcdef".repeat(512 * 1024); // 8 MiB
+    rec.data.insert("blob".into(), json!(big));
+    assert_eq!(
+        store.save(&id, &rec, SaveMode::Create).await.unwrap(),
+        SaveOutcome::Saved
+    );
+    let got = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(got.data["blob"].as_str().map(str::len), Some(big.len()));
+    assert_eq!(got.to_json(), rec.to_json());
+    let strlen: usize = server.cli(&["STRLEN", &key(id.as_str())]).parse().unwrap();
+    assert_eq!(strlen, rec.to_json().len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_ttl_stores_without_expiry_and_never_touches() {
+    let server = start_redis().await;
+    let store = RedisStore::builder(server.url())
+        .prefix(PREFIX)
+        .disable_ttl(true)
+        .connect()
+        .await
+        .unwrap();
+    let id = id();
+    store
+        .save(&id, &record(Some(600_000), 1), SaveMode::Create)
+        .await
+        .unwrap();
+    assert_eq!(server.cli(&["TTL", &key(id.as_str())]), "-1");
+    assert_eq!(store.inspect(id.as_str()).await.unwrap().unwrap().ttl, None);
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    assert!(store.touch(&id, None).await.unwrap());
+    expect_commands(&server, &[], "touch with disable_ttl");
+    // An expired cookie is still deleted, as connect-redis does.
+    assert_eq!(
+        store
+            .save(&id, &record(Some(-1), 1), SaveMode::Update)
+            .await
+            .unwrap(),
+        SaveOutcome::Gone
+    );
+    assert_eq!(server.cli(&["EXISTS", &key(id.as_str())]), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_touch_sends_nothing_and_keeps_the_ttl() {
+    let server = start_redis().await;
+    let store = RedisStore::builder(server.url())
+        .prefix(PREFIX)
+        .disable_touch(true)
+        .connect()
+        .await
+        .unwrap();
+    let id = id();
+    store
+        .save(&id, &record(Some(100_000), 1), SaveMode::Create)
+        .await
+        .unwrap();
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let later = time::OffsetDateTime::now_utc() + time::Duration::hours(5);
+    assert!(store.touch(&id, Some(later)).await.unwrap());
+    expect_commands(&server, &[], "touch with disable_touch");
+    let ttl: u64 = server.cli(&["TTL", &key(id.as_str())]).parse().unwrap();
+    assert!(ttl <= 100, "the TTL was not extended: {ttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_option_only_for_browser_session_cookies_and_ttl_fn_wins() {
+    let server = start_redis().await;
+    let store = RedisStore::builder(server.url())
+        .prefix(PREFIX)
+        .ttl(Duration::from_secs(3600))
+        .connect()
+        .await
+        .unwrap();
+    let (day, session) = (id(), id());
+    store
+        .save(&day, &record(Some(86_400_000), 1), SaveMode::Create)
+        .await
+        .unwrap();
+    store
+        .save(&session, &record(None, 1), SaveMode::Create)
+        .await
+        .unwrap();
+    let ttl = |id: &SessionId| -> u64 { server.cli(&["TTL", &key(id.as_str())]).parse().unwrap() };
+    assert!(
+        ttl(&day) > 86_000,
+        "the cookie's expiry wins over ttl: {}",
+        ttl(&day)
+    );
+    assert!((3590..=3600).contains(&ttl(&session)), "{}", ttl(&session));
+
+    let custom = RedisStore::builder(server.url())
+        .prefix("custom:")
+        .ttl_fn(|record: &Record| {
+            Duration::from_secs(if record.data.contains_key("admin") {
+                60
+            } else {
+                600
+            })
+        })
+        .connect()
+        .await
+        .unwrap();
+    let mut admin = record(Some(86_400_000), 1);
+    admin.data.insert("admin".into(), json!(true));
+    let admin_id = id();
+    custom
+        .save(&admin_id, &admin, SaveMode::Create)
+        .await
+        .unwrap();
+    let admin_ttl: u64 = server
+        .cli(&["TTL", &format!("custom:{admin_id}")])
+        .parse()
+        .unwrap();
+    assert!((50..=60).contains(&admin_ttl), "{admin_ttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_scan_escapes_glob_characters_in_the_prefix() {
+    let server = start_redis().await;
+    let store = RedisStore::builder(server.url())
+        .prefix("app*[1]:")
+        .scan_count(2)
+        .connect()
+        .await
+        .unwrap();
+    let ids: Vec<SessionId> = (0..9).map(|_| id()).collect();
+    for id in &ids {
+        store
+            .save(id, &record(Some(600_000), 1), SaveMode::Create)
+            .await
+            .unwrap();
+    }
+    // Keys an unescaped `app*[1]:*` would also match.
+    server.cli(&["SET", "appX1:foreign", "x"]);
+    server.cli(&["SET", "app-other1:foreign", "x"]);
+    assert_eq!(store.count().await.unwrap(), 9);
+    let mut expected: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    expected.sort();
+    assert_eq!(store.ids().await.unwrap(), expected);
+    assert_eq!(store.clear().await.unwrap(), 9);
+    assert_eq!(server.cli(&["DBSIZE"]), "2", "foreign keys are left alone");
+}
+
+/// A handler that loads the session, lets the test destroy it from another request, then
+/// changes it: the save must not bring it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_request_does_not_resurrect_a_session_logged_out_meanwhile() {
+    let server = start_redis().await;
+    let store = store_on(&server).await;
+    let loaded = Arc::new(Notify::new());
+    let proceed = Arc::new(Notify::new());
+    let slow = {
+        let (loaded, proceed) = (loaded.clone(), proceed.clone());
+        move |session: Session| async move {
+            let views: u64 = session.get("views").await?.unwrap_or(0) + 1;
+            loaded.notify_one();
+            proceed.notified().await;
+            session.insert("views", views).await?;
+            Ok::<_, SessionError>(views.to_string())
+        }
+    };
+    let app: Router = routes()
+        .route("/slow", route_get(slow))
+        .layer(SessionLayer::new(store.clone(), config()).unwrap());
+    let addr = serve(app).await;
+
+    let first = get(addr, "/", None).await;
+    let (cookie, id) = (first.cookie().unwrap(), first.cookie_id().unwrap());
+    let slow_request = tokio::spawn({
+        let cookie = cookie.clone();
+        async move { get(addr, "/slow", Some(&cookie)).await }
+    });
+    loaded.notified().await;
+    assert_eq!(
+        get(addr, "/logout", Some(&cookie)).await.body,
+        "Logged out successfully!"
+    );
+    assert_eq!(server.cli(&["EXISTS", &key(&id)]), "0");
+    proceed.notify_one();
+    let slow_reply = slow_request.await.unwrap();
+    assert_eq!((slow_reply.status, slow_reply.body.as_str()), (200, "2"));
+    assert_eq!(
+        server.cli(&["EXISTS", &key(&id)]),
+        "0",
+        "the slow request brought the session back"
+    );
+    assert_eq!(store.count().await.unwrap(), 0);
+    assert!(
+        slow_reply
+            .set_cookies
+            .iter()
+            .any(|c| c.contains("Expires=Thu, 01 Jan 1970")),
+        "the browser is told to forget it: {:?}",
+        slow_reply.set_cookies
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_answers_503_fast_and_recovers_without_restart() {
+    let mut server = start_redis().await;
+    let port = server.port;
+    let store = RedisStore::builder(server.url())
+        .prefix(PREFIX)
+        .command_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    let addr = app_on(store.clone()).await;
+    let cookie = get(addr, "/", None).await.cookie().unwrap();
+    assert_eq!(
+        get(addr, "/", Some(&cookie)).await.body,
+        "You have visited this page 2 times."
+    );
+
+    server.kill();
+    for path in ["/", "/views", "/logout"] {
+        let started = Instant::now();
+        let reply = get(addr, path, Some(&cookie)).await;
+        assert_eq!(reply.status, 503, "{path} while Redis is down");
+        eprintln!("{path} while Redis is down: 503 in {:?}", started.elapsed());
+    }
+    assert!(matches!(
+        store.load(&id()).await,
+        Err(StoreError::Backend { .. } | StoreError::Timeout { .. })
+    ));
+    assert_eq!(
+        get(addr, "/untouched", Some(&cookie)).await.status,
+        200,
+        "the app is still up"
+    );
+
+    let server = tokio::task::spawn_blocking(move || RedisServer::start_on(port, &[]))
+        .await
+        .unwrap();
+    // Redis persisted nothing, so the old session is gone: a new one starts, on the first
+    // request after the restart.
+    let reply = get(addr, "/", Some(&cookie)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, WELCOME));
+    let cookie = reply.cookie().unwrap();
+    assert_eq!(
+        get(addr, "/", Some(&cookie)).await.body,
+        "You have visited this page 2 times."
+    );
+    assert_eq!(store.count().await.unwrap(), 1);
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lazy_store_starts_without_redis_and_connects_when_it_is_up() {
+    let port = test_support::free_port();
+    let store = RedisStore::builder(format!("redis://127.0.0.1:{port}"))
+        .prefix(PREFIX)
+        .connect_lazy()
+        .unwrap();
+    assert!(matches!(
+        store.load(&id()).await,
+        Err(StoreError::Backend { .. })
+    ));
+    assert!(matches!(
+        RedisStore::builder(format!("redis://127.0.0.1:{port}"))
+            .connect()
+            .await,
+        Err(StoreError::Backend { .. })
+    ));
+    let _server = tokio::task::spawn_blocking(move || RedisServer::start_on(port, &[]))
+        .await
+        .unwrap();
+    let id = id();
+    assert_eq!(
+        store
+            .save(&id, &record(None, 1), SaveMode::Create)
+            .await
+            .unwrap(),
+        SaveOutcome::Saved
+    );
+}
+
+#[tokio::test]
+async fn urls_are_checked() {
+    for url in ["http://127.0.0.1:6379", "127.0.0.1:6379", "redis://"] {
+        assert!(
+            matches!(RedisStore::connect(url).await, Err(StoreError::Config(_))),
+            "{url}"
+        );
+    }
+    #[cfg(not(feature = "redis-tls"))]
+    {
+        let Err(StoreError::Config(message)) =
+            RedisStore::connect("rediss://user:hunter2@127.0.0.1:6380").await
+        else {
+            panic!("rediss:// without the redis-tls feature must be a Config error");
+        };
+        assert!(message.contains("redis-tls"), "{message}");
+        assert!(
+            !message.contains("hunter2"),
+            "the password must not be shown: {message}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unresponsive_redis_times_out_and_the_store_carries_on() {
+    let mut server = start_redis().await;
+    let store = RedisStore::builder(server.url())
+        .prefix(PREFIX)
+        .command_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let addr = app_on(store.clone()).await;
+    let cookie = get(addr, "/", None).await.cookie().unwrap();
+    let pid = server.process().pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let reply = get(addr, "/", Some(&cookie)).await;
+    assert_eq!(reply.status, 503, "a frozen Redis is a 503, not a hang");
+    assert!(matches!(
+        store.load(&id()).await,
+        Err(StoreError::Timeout { op: "load", .. })
+    ));
+    assert!(Command::new("kill")
+        .args(["-CONT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // Same process, same data: the session is still there and the connection still works.
+    assert_eq!(
+        get(addr, "/", Some(&cookie)).await.body,
+        "You have visited this page 2 times."
+    );
+}
+
+/// `rediss://`: TLS to a `redis-server --tls-port` with a certificate from a test CA.
+#[cfg(feature = "redis-tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_verify_the_server() {
+    let certs = test_support::TempDir::new().unwrap();
+    let dir = certs.path();
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run openssl (apt-get install openssl) to make the test certificates");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tessera test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+
+    let tls_port = test_support::free_port().to_string();
+    let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+    let (cert, tls_key, ca) = (path("server.pem"), path("server.key"), path("ca.pem"));
+    let server = tokio::task::spawn_blocking(move || {
+        RedisServer::start_with(&[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &tls_key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ])
+    })
+    .await
+    .unwrap();
+    let tls_port = server
+        .cli(&["CONFIG", "GET", "tls-port"])
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let url = format!("rediss://localhost:{tls_port}");
+
+    // The system's roots do not know the test CA: refused.
+    assert!(matches!(
+        RedisStore::builder(url.as_str()).connect().await,
+        Err(StoreError::Backend { .. })
+    ));
+    // With the test CA as root: connected, and the commands are the usual ones.
+    let client = redis::Client::build_with_tls(
+        url.as_str(),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(dir.join("ca.pem")).unwrap()),
+        },
+    )
+    .unwrap();
+    let store = RedisStore::builder_from_client(client)
+        .prefix(PREFIX)
+        .connect()
+        .await
+        .unwrap();
+    assert!(format!("{store:?}").starts_with("rediss://"), "{store:?}");
+    let id = id();
+    store
+        .save(&id, &record(Some(600_000), 5), SaveMode::Create)
+        .await
+        .unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_str(&server.cli(&["GET", &key(id.as_str())])).unwrap();
+    assert_eq!(stored["views"], json!(5));
+    assert_eq!(
+        store.load(&id).await.unwrap().unwrap().data["views"],
+        json!(5)
+    );
+}
