@@ -153,39 +153,71 @@ async fn logout(session: Session) -> Result<&'static str, SessionError> {
 }
 
 /// The demo's secret when none is given: read from `<dir>/secret`, or generated there
-/// (mode 0600) so a restart keeps sessions valid.
+/// (mode 0600) so a restart keeps sessions valid. Two instances started at once in one
+/// folder agree on one secret: the file is created exclusively, and the loser reads it.
 fn demo_secret(dir: &Path) -> Result<String, BoxError> {
     let path = dir.join("secret");
-    match std::fs::read_to_string(&path) {
-        Ok(secret) if !secret.trim().is_empty() => {
-            tracing::info!(path = %path.display(), "using the demo secret kept in this file; pass --secret or SESSION_SECRET in production");
-            return Ok(secret.trim().to_owned());
+    for attempt in 0..50 {
+        match std::fs::read_to_string(&path) {
+            Ok(secret) if !secret.trim().is_empty() => {
+                tracing::info!(path = %path.display(), "using the demo secret kept in this file; pass --secret or SESSION_SECRET in production");
+                return Ok(secret.trim().to_owned());
+            }
+            // Being written by another instance right now, or left empty by a crash.
+            Ok(_) if attempt < 49 => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                continue;
+            }
+            Ok(_) => {
+                return Err(ServeError(format!(
+                    "the demo secret file {} is empty: delete it and start again",
+                    path.display()
+                ))
+                .into())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(ServeError(format!(
+                    "cannot read the demo secret {}: {e}",
+                    path.display()
+                ))
+                .into())
+            }
         }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => {
-            return Err(ServeError(format!(
-                "cannot read the demo secret {}: {e}",
-                path.display()
-            ))
-            .into())
+        let secret = generate_secret()?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ServeError(format!("cannot create {}: {e}", dir.display())))?;
+        match write_private(&path, &secret) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "generated a demo secret and saved it; pass --secret or SESSION_SECRET in production");
+                return Ok(secret);
+            }
+            // Another instance won the race: read its secret on the next turn.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(ServeError(format!(
+                    "cannot write the demo secret {}: {e}",
+                    path.display()
+                ))
+                .into())
+            }
         }
     }
-    let secret = tessera::SessionId::generate()
-        .map_err(|e| ServeError(format!("cannot generate a secret: {e}")))?
-        .to_string()
-        + tessera::SessionId::generate()
-            .map_err(|e| ServeError(format!("cannot generate a secret: {e}")))?
-            .as_str();
-    std::fs::create_dir_all(dir)
-        .map_err(|e| ServeError(format!("cannot create {}: {e}", dir.display())))?;
-    write_private(&path, &secret).map_err(|e| {
-        ServeError(format!(
-            "cannot write the demo secret {}: {e}",
-            path.display()
-        ))
-    })?;
-    tracing::info!(path = %path.display(), "generated a demo secret and saved it; pass --secret or SESSION_SECRET in production");
+    Err(ServeError(format!(
+        "cannot settle on a demo secret in {}",
+        path.display()
+    ))
+    .into())
+}
+
+/// 64 characters from 48 random bytes.
+fn generate_secret() -> Result<String, BoxError> {
+    let mut secret = String::with_capacity(64);
+    for _ in 0..2 {
+        let part = tessera::SessionId::generate()
+            .map_err(|e| ServeError(format!("cannot generate a secret: {e}")))?;
+        secret.push_str(part.as_str());
+    }
     Ok(secret)
 }
 
@@ -195,16 +227,21 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)?;
-    file.write_all(contents.as_bytes())
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
 }
 
 #[cfg(not(unix))]
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    std::fs::write(path, contents)
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    file.write_all(contents.as_bytes())
 }
 
 async fn shutdown_signal() {

@@ -848,16 +848,11 @@ async fn node_cookie_verifies_with_tessera_signing(peer: Peer) {
     assert_eq!(secrets.sign(&verified), cookie.decoded());
 }
 
-/// KNOWN INCOMPATIBILITY (ignored until the record codec handles it; run it with
-/// `cargo test -p tessera-cli --test interop -- --ignored`).
-///
 /// JavaScript strings may hold half a surrogate pair (`'😀'.slice(0, 1)`, text truncated
 /// by UTF-16 length); `JSON.stringify` writes it as the escape `"\ud83d"` and express
-/// reads it back. serde_json refuses a lone surrogate in a string ("unexpected end of hex
-/// escape"), so Tessera treats the whole record as corrupt and starts a new session: the
-/// user loses the Node session, and the browser's cookie is replaced.
+/// reads it back. Rust strings cannot hold it; Tessera's record codec shelters it and
+/// writes the same escape back, so the session continues and the field is kept.
 #[tokio::test]
-#[ignore = "known incompatibility: Tessera's record codec (serde_json) rejects a lone UTF-16 surrogate that JSON.stringify writes"]
 async fn node_session_with_a_lone_surrogate_continues_on_tessera() {
     let servers = Servers::start(Peer::Ioredis);
     let browser = browser();

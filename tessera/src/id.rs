@@ -86,7 +86,7 @@ impl AsRef<str> for SessionId {
 }
 
 /// Makes session IDs. The default is [`SessionId::generate`]; set another with
-/// [`SessionLayer::id_generator`](crate::SessionLayer::id_generator), for example to prefix
+/// [`SessionConfig::id_generator`](crate::SessionConfig::id_generator), for example to prefix
 /// IDs per tenant.
 ///
 /// The generator must return well-formed IDs (see [`SessionId::parse`]); an ill-formed one is

@@ -30,6 +30,9 @@ pub struct Record {
     pub cookie: CookieData,
     /// The application's fields.
     pub data: Data,
+    /// Whether lone UTF-16 surrogates were read (see [`shelter_lone_surrogates`]) and must
+    /// be written back as the escapes they came from.
+    sheltered: bool,
 }
 
 /// The `cookie` member of a stored session, as express-session's `Cookie#toJSON` writes it.
@@ -66,7 +69,7 @@ pub struct CookieData {
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
     /// Not JSON at all, or not an object.
-    #[error("stored session is not a JSON object: {0}")]
+    #[error("stored session is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// A JSON value that is not an object.
     #[error("stored session is JSON but not an object")]
@@ -85,19 +88,31 @@ impl Record {
         Record {
             cookie,
             data: Data::new(),
+            sheltered: false,
         }
     }
 
     /// The record as connect-redis's default serializer writes it (`JSON.stringify`).
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing maps of JSON values into a Vec cannot fail.
-        serde_json::to_vec(self).unwrap_or_default()
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        if self.sheltered {
+            unshelter_lone_surrogates(&json)
+        } else {
+            json
+        }
     }
 
     /// Reads a record from the JSON express-session and connect-redis store.
     pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
-        match serde_json::from_slice::<Value>(bytes)? {
-            Value::Object(map) => Self::from_map(map),
+        let sheltered = shelter_lone_surrogates(bytes);
+        let value = serde_json::from_slice::<Value>(sheltered.as_deref().unwrap_or(bytes))?;
+        match value {
+            Value::Object(map) => {
+                let mut record = Self::from_map(map)?;
+                record.sheltered = sheltered.is_some();
+                Ok(record)
+            }
             _ => Err(DecodeError::NotAnObject),
         }
     }
@@ -110,7 +125,11 @@ impl Record {
             Some(_) => return Err(DecodeError::BadCookie("not an object")),
             None => return Err(DecodeError::MissingCookie),
         };
-        Ok(Record { cookie, data: map })
+        Ok(Record {
+            cookie,
+            data: map,
+            sheltered: false,
+        })
     }
 
     /// How long a store should keep this record, by connect-redis's rule: until the
@@ -253,6 +272,94 @@ impl CookieData {
     }
 }
 
+/// Where lone surrogates are sheltered: the last 2,048 code points of Unicode (the end of
+/// Supplementary Private Use Area-B), one for each surrogate U+D800..U+DFFF.
+const SHELTER_BASE: u32 = 0x10_F800;
+
+/// JavaScript strings may hold half a surrogate pair (an emoji cut by `slice`), and
+/// `JSON.stringify` writes it as an escape such as `\ud83d`. Rust strings cannot hold it,
+/// so serde_json refuses the whole document, and the user would lose a session Node reads
+/// fine. Such escapes are replaced, before parsing, by private-use characters that stand
+/// for them, and [`unshelter_lone_surrogates`] writes them back on output, so the record
+/// round-trips byte for byte. `None` (no copy) when there is no lone surrogate.
+///
+/// A handler reading such a string sees the private-use character in place of the half
+/// emoji. A record that holds both a lone surrogate and a genuine character of that
+/// private-use block would have the latter written back as a surrogate too.
+fn shelter_lone_surrogates(json: &[u8]) -> Option<Vec<u8>> {
+    let has_surrogate_escape = json
+        .windows(3)
+        .any(|w| w[0] == b'\\' && w[1] == b'u' && (w[2] == b'd' || w[2] == b'D'));
+    if !has_surrogate_escape {
+        return None;
+    }
+    let hex4 = |at: usize| -> Option<u32> {
+        let digits = json.get(at..at + 4)?;
+        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let mut out = Vec::with_capacity(json.len());
+    let (mut i, mut in_string, mut changed) = (0, false, false);
+    while i < json.len() {
+        let b = json[i];
+        if !in_string || b != b'\\' {
+            if b == b'"' {
+                in_string = !in_string;
+            }
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        if json.get(i + 1) == Some(&b'u') {
+            if let Some(unit) = hex4(i + 2).filter(|u| (0xD800..0xE000).contains(u)) {
+                let paired = (0xD800..0xDC00).contains(&unit)
+                    && json.get(i + 6..i + 8) == Some(b"\\u".as_slice())
+                    && hex4(i + 8).is_some_and(|low| (0xDC00..0xE000).contains(&low));
+                if paired {
+                    out.extend_from_slice(&json[i..i + 12]);
+                    i += 12;
+                    continue;
+                }
+                if let Some(c) = char::from_u32(SHELTER_BASE + (unit - 0xD800)) {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    changed = true;
+                    i += 6;
+                    continue;
+                }
+            }
+        }
+        // Any other escape: the backslash and the byte it escapes, untouched.
+        out.extend_from_slice(&json[i..(i + 2).min(json.len())]);
+        i += 2;
+    }
+    changed.then_some(out)
+}
+
+/// Writes sheltered surrogates back as the `\uXXXX` escapes JavaScript wrote.
+fn unshelter_lone_surrogates(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len() + 8);
+    let mut i = 0;
+    while i < json.len() {
+        // U+10F800..U+10FFFF is F4 8F A0..BF 80..BF in UTF-8.
+        if json[i] == 0xF4
+            && json.get(i + 1) == Some(&0x8F)
+            && json.get(i + 2).is_some_and(|b| (0xA0..=0xBF).contains(b))
+        {
+            if let Some(&b3) = json.get(i + 3) {
+                let cp =
+                    (0x0F << 12) | ((u32::from(json[i + 2]) & 0x3F) << 6) | (u32::from(b3) & 0x3F);
+                let unit = 0xD800 + (0x10_0000 + cp - SHELTER_BASE);
+                out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
+                i += 4;
+                continue;
+            }
+        }
+        out.push(json[i]);
+        i += 1;
+    }
+    out
+}
+
 /// `Date#toISOString`: `2026-11-29T09:04:54.097Z`, always milliseconds, always UTC.
 pub fn format_js_iso(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
@@ -301,6 +408,22 @@ mod tests {
             "{out}"
         );
         assert!(out.contains(r#""x-custom":1"#), "{out}");
+    }
+
+    #[test]
+    fn lone_surrogates_from_javascript_round_trip() {
+        // Written by connect-redis for `'😀'.slice(0, 1)` (shared by the interop tests).
+        let json = r#"{"cookie":{"originalMaxAge":null,"expires":null},"a":"x\ud83dy","b":"\ude00","pair":"😀","k\udbff":"\\ud83d"}"#;
+        let record = Record::from_json(json.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(record.to_json()).unwrap(), json);
+        // A whole pair, escaped, is an ordinary character (JSON.stringify writes it raw).
+        let pair = Record::from_json(br#"{"cookie":{},"p":"\ud83d\ude00"}"#).unwrap();
+        assert_eq!(pair.data["p"], "😀");
+        assert_eq!(
+            record.data["k\u{10fbff}"].as_str(),
+            Some("\\ud83d"),
+            "an escaped backslash is no escape"
+        );
     }
 
     #[test]
