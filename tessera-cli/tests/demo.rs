@@ -178,3 +178,36 @@ fn bad_options_fail_with_a_clear_message() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cookie name"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_started_together_agree_on_the_generated_secret() {
+    let dir = TempDir::new().unwrap();
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| TesseraServer::start(bin(), dir.path(), &[], &[]));
+        let b = s.spawn(|| TesseraServer::start(bin(), dir.path(), &[], &[]));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    // Both on the default embedded store in the same folder: one user, alternating.
+    let client = browser();
+    for (n, server) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let body = client
+            .get(format!("{}/", server.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if n == 0 {
+            assert_eq!(body, WELCOME);
+        } else {
+            assert_eq!(
+                body,
+                format!("You have visited this page {} times.", n + 1),
+                "logs:\n{}\n{}",
+                a.log(),
+                b.log()
+            );
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! Tessera is the express-session + connect-redis system rebuilt in Rust: a tower
 //! [`SessionLayer`] that signs its session cookie exactly as express-session does, a typed
 //! [`Session`] for handlers, and stores behind one [`Store`] trait — [`MemoryStore`] for
-//! tests, `SqliteStore` (embedded, persistent) and `RedisStore` (standalone, Sentinel,
+//! tests, [`SqliteStore`] (embedded, persistent) and [`RedisStore`] (standalone, Sentinel,
 //! Cluster; the same keys and JSON as connect-redis). A Rust service and a Node service
 //! with the same secret and store share their users' sessions.
 //!
@@ -89,3 +89,7 @@ pub use record::Record;
 pub use session::MissingSessionLayer;
 pub use session::Session;
 pub use store::{MemoryStore, SaveMode, SaveOutcome, Store, StoreError, Stored};
+#[cfg(feature = "redis")]
+pub use store::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "sqlite")]
+pub use store::{SqliteOptions, SqliteStore};

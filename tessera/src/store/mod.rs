@@ -23,6 +23,10 @@ pub mod redis;
 pub mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// How a save must treat a record that is (or is not) already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

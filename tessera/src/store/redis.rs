@@ -13,16 +13,25 @@
 //! reconnects by itself. The topology is an internal enum so that Sentinel and Cluster can
 //! be added beside the standalone server without touching the command code.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Cmd, FromRedisValue, Pipeline, RedisError, Value};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, FromRedisValue,
+    IntoConnectionInfo, Pipeline, RedisConnectionInfo, RedisError, Value,
+};
 use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
 
 use super::{SaveMode, SaveOutcome, Store, StoreError, Stored};
 use crate::id::SessionId;
@@ -87,6 +96,17 @@ struct Options {
     serializer: Arc<dyn Serializer>,
     command_timeout: Duration,
     connection_timeout: Duration,
+    /// `WAIT replicas timeout` after each save, pipelined with the `SET`.
+    wait: Option<WaitForReplicas>,
+    /// Credentials for the sentinels themselves (not the data nodes).
+    sentinel_auth: Option<(Option<String>, String)>,
+}
+
+/// The durability knob: how many replicas must acknowledge a save, and how long to wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WaitForReplicas {
+    replicas: u32,
+    timeout: Duration,
 }
 
 impl Default for Options {
@@ -100,6 +120,8 @@ impl Default for Options {
             serializer: Arc::new(JsonSerializer),
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             connection_timeout: DEFAULT_CONNECTION_TIMEOUT,
+            wait: None,
+            sentinel_auth: None,
         }
     }
 }
@@ -186,18 +208,21 @@ enum Connection {
     /// One server, through a `ConnectionManager`: one multiplexed connection, re-opened
     /// with backoff when it breaks.
     Standalone(ConnectionManager),
-    // Sentinel and Cluster come here: a Sentinel-resolved `ConnectionManager` and a
-    // `cluster_async::ClusterConnection` answer `request`/`request_pipeline` the same way
-    // (every request-path command has one key, so a cluster routes it). A cluster's
-    // `sweep` runs `sweep_node` on every master, and must delete a page's keys per slot
-    // (a multi-key UNLINK across slots fails with CROSSSLOT). `inspect`'s GET + PTTL
-    // pipeline has one key, so it routes to one node.
+    /// The master the sentinels name, re-resolved through them after a failover.
+    Sentinel(Arc<SentinelLink>),
+    /// A Redis Cluster: redis-rs's cluster client routes each single-key command to the
+    /// master of its slot and follows MOVED/ASK and topology changes.
+    Cluster(Box<ClusterLink>),
 }
 
 impl Connection {
     async fn request(&self, cmd: &Cmd) -> Result<Value, RedisError> {
         match self {
             Connection::Standalone(manager) => manager.clone().req_packed_command(cmd).await,
+            Connection::Sentinel(link) => link.request(cmd).await,
+            Connection::Cluster(cluster) => {
+                cluster.connection.clone().req_packed_command(cmd).await
+            }
         }
     }
 
@@ -210,14 +235,533 @@ impl Connection {
             Connection::Standalone(manager) => {
                 manager.clone().req_packed_commands(pipe, 0, count).await
             }
+            Connection::Sentinel(link) => link.request_pipeline(pipe, count).await,
+            Connection::Cluster(cluster) => {
+                cluster
+                    .connection
+                    .clone()
+                    .req_packed_commands(pipe, 0, count)
+                    .await
+            }
+        }
+    }
+
+    /// Which connection a command is about to use, so a timeout can be blamed on it.
+    fn generation(&self) -> Option<u64> {
+        match self {
+            Connection::Sentinel(link) => link.generation(),
+            Connection::Standalone(_) | Connection::Cluster(_) => None,
+        }
+    }
+
+    /// A command on connection `generation` timed out: the master may be frozen or gone.
+    fn timed_out(&self, generation: Option<u64>) {
+        if let (Connection::Sentinel(link), Some(generation)) = (self, generation) {
+            link.report(generation, "a command timed out");
         }
     }
 
     /// Runs a SCAN sweep over every node that holds keys.
     async fn sweep(&self, store: &Inner, visit: &mut Visit) -> Result<(), StoreError> {
         match self {
-            Connection::Standalone(manager) => store.sweep_node(&mut manager.clone(), visit).await,
+            Connection::Standalone(manager) => {
+                store.sweep_node(&mut manager.clone(), visit, false).await
+            }
+            Connection::Sentinel(link) => {
+                let (mut master, _) = link.current().await.map_err(|e| store.error("scan", e))?;
+                store.sweep_node(&mut master, visit, false).await
+            }
+            Connection::Cluster(cluster) => cluster.sweep(store, visit).await,
         }
+    }
+}
+
+// ----- Sentinel -----------------------------------------------------------------------
+
+/// Smallest and largest pause between two failed attempts to find the master.
+const RESOLVE_BACKOFF: (Duration, Duration) =
+    (Duration::from_millis(50), Duration::from_millis(500));
+
+/// Where a Sentinel-managed store stands.
+#[derive(Clone)]
+enum MasterState {
+    /// Connected to the server the sentinels name, which answered ROLE with `master`.
+    Ready {
+        connection: MultiplexedConnection,
+        address: Arc<str>,
+        generation: u64,
+    },
+    /// The connection failed; the first attempt to find the master again is running.
+    /// Requests wait for it (within their command timeout).
+    Resolving,
+    /// Attempts to find a master are failing (a failover is under way, or the sentinels
+    /// are unreachable). Requests fail at once; the resolver keeps trying with backoff.
+    Down { problem: Arc<str> },
+}
+
+/// The shared end of a Sentinel topology: the current master connection, published by
+/// one background resolver task that alone talks to the sentinels. A request never takes
+/// a lock: it clones the current connection out of a `watch` channel.
+struct SentinelLink {
+    state: watch::Sender<MasterState>,
+    /// Wakes the resolver with the generation found broken. Capacity 1: reports made while
+    /// one is pending are the same news.
+    wake: mpsc::Sender<u64>,
+    master_name: String,
+}
+
+impl SentinelLink {
+    /// Starts the resolver task for `resolver`, with `state` as the starting point.
+    fn start(resolver: SentinelResolver, state: MasterState) -> Arc<Self> {
+        let generation = match &state {
+            MasterState::Ready { generation, .. } => *generation,
+            _ => 0,
+        };
+        let needs_master = !matches!(state, MasterState::Ready { .. });
+        let (wake, wake_rx) = mpsc::channel(1);
+        let link = Arc::new(SentinelLink {
+            state: watch::Sender::new(state),
+            wake,
+            master_name: resolver.plan.master_name.clone(),
+        });
+        if needs_master {
+            let _ = link.wake.try_send(generation);
+        }
+        tokio::spawn(run_resolver(
+            Arc::downgrade(&link),
+            wake_rx,
+            resolver,
+            generation,
+        ));
+        link
+    }
+
+    fn generation(&self) -> Option<u64> {
+        match &*self.state.borrow() {
+            MasterState::Ready { generation, .. } => Some(*generation),
+            _ => None,
+        }
+    }
+
+    /// The current master connection; waits while the first re-resolution runs, fails at
+    /// once while the master cannot be found.
+    async fn current(&self) -> Result<(MultiplexedConnection, u64), RedisError> {
+        let mut rx = self.state.subscribe();
+        loop {
+            let state = rx.borrow_and_update().clone();
+            match state {
+                MasterState::Ready {
+                    connection,
+                    generation,
+                    ..
+                } => return Ok((connection, generation)),
+                MasterState::Down { problem } => {
+                    return Err(RedisError::from((
+                        ErrorKind::Client,
+                        "no Redis master available through the sentinels (a failover may be under way; retrying in the background)",
+                        format!("master {:?}: {problem}", self.master_name),
+                    )))
+                }
+                MasterState::Resolving => {
+                    if rx.changed().await.is_err() {
+                        return Err(RedisError::from((
+                            ErrorKind::Client,
+                            "the Sentinel resolver has stopped",
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connection `generation` failed in a way that says the master moved or died: drop it
+    /// and have the resolver ask the sentinels again. Reports about an older connection are
+    /// ignored, so a burst of failing requests triggers one re-resolution.
+    fn report(&self, generation: u64, why: &str) {
+        let mut address = None;
+        let changed = self.state.send_if_modified(|state| match state {
+            MasterState::Ready {
+                generation: current,
+                address: at,
+                ..
+            } if *current == generation => {
+                address = Some(at.clone());
+                *state = MasterState::Resolving;
+                true
+            }
+            _ => false,
+        });
+        if changed {
+            tracing::warn!(
+                master = %self.master_name,
+                address = address.as_deref().unwrap_or_default(),
+                "Redis master connection lost ({why}); asking the sentinels for the master"
+            );
+            let _ = self.wake.try_send(generation);
+        }
+    }
+
+    async fn request(&self, cmd: &Cmd) -> Result<Value, RedisError> {
+        let mut retried = false;
+        loop {
+            let (mut connection, generation) = self.current().await?;
+            let result = connection.req_packed_command(cmd).await;
+            let sign = match &result {
+                Ok(value) => failover_sign_in(std::slice::from_ref(value)),
+                Err(e) => failover_sign(e),
+            };
+            match sign {
+                None => return result,
+                Some(sign) => {
+                    self.report(generation, sign.why());
+                    if retried || !sign.retry() {
+                        return result;
+                    }
+                    retried = true;
+                }
+            }
+        }
+    }
+
+    async fn request_pipeline(
+        &self,
+        pipe: &Pipeline,
+        count: usize,
+    ) -> Result<Vec<Value>, RedisError> {
+        let mut retried = false;
+        loop {
+            let (mut connection, generation) = self.current().await?;
+            let result = connection.req_packed_commands(pipe, 0, count).await;
+            let sign = match &result {
+                Ok(values) => failover_sign_in(values),
+                Err(e) => failover_sign(e),
+            };
+            match sign {
+                None => return result,
+                Some(sign) => {
+                    self.report(generation, sign.why());
+                    if retried || !sign.retry() {
+                        return result;
+                    }
+                    retried = true;
+                }
+            }
+        }
+    }
+}
+
+/// Why a Sentinel master connection is no longer trusted.
+#[derive(Debug, Clone, Copy)]
+enum FailoverSign {
+    /// The connection broke: the command did not reach a live master. Worth one retry on
+    /// the master the sentinels name now.
+    Dropped,
+    /// The server is a replica now (READONLY): the command was refused. Worth one retry.
+    ReadOnly,
+    /// No answer in time: the command may have run, and the budget is spent. No retry.
+    Timeout,
+}
+
+impl FailoverSign {
+    fn retry(self) -> bool {
+        !matches!(self, FailoverSign::Timeout)
+    }
+
+    fn why(self) -> &'static str {
+        match self {
+            FailoverSign::Dropped => "the connection broke",
+            FailoverSign::ReadOnly => "the server answered READONLY: it is a replica now",
+            FailoverSign::Timeout => "a command timed out",
+        }
+    }
+}
+
+fn failover_sign(e: &RedisError) -> Option<FailoverSign> {
+    if e.code() == Some("READONLY") {
+        Some(FailoverSign::ReadOnly)
+    } else if e.is_timeout() {
+        Some(FailoverSign::Timeout)
+    } else if e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error() {
+        Some(FailoverSign::Dropped)
+    } else {
+        None
+    }
+}
+
+fn failover_sign_in(values: &[Value]) -> Option<FailoverSign> {
+    values.iter().find_map(|v| match v {
+        Value::ServerError(e) if e.code() == "READONLY" => Some(FailoverSign::ReadOnly),
+        _ => None,
+    })
+}
+
+/// What the resolver needs to find the master: the parsed `redis-sentinel://` URL.
+#[derive(Clone)]
+struct SentinelPlan {
+    /// Sentinel addresses; the one that last named a usable master goes first.
+    sentinels: Vec<(String, u16)>,
+    master_name: String,
+    /// Database and credentials for the data nodes (master and replicas).
+    data: RedisConnectionInfo,
+    /// Credentials for the sentinels.
+    sentinel_auth: RedisConnectionInfo,
+}
+
+/// Finds the master: asks each sentinel in turn for the master's address, connects to it
+/// and checks with ROLE that it is a master (a sentinel that has not caught up with a
+/// failover may still name the old one). Every step is bounded by the connection and
+/// command timeouts, so a dead or frozen sentinel costs one timeout, never a hang.
+struct SentinelResolver {
+    plan: SentinelPlan,
+    config: AsyncConnectionConfig,
+}
+
+impl SentinelResolver {
+    async fn resolve(&mut self) -> Result<(MultiplexedConnection, String), String> {
+        let mut problems = Vec::new();
+        let mut tried: Vec<(String, u16)> = Vec::new();
+        for i in 0..self.plan.sentinels.len() {
+            let (host, port) = self.plan.sentinels[i].clone();
+            let named = match self.ask(&host, port).await {
+                Ok(Some(named)) => named,
+                Ok(None) => {
+                    problems.push(format!(
+                        "sentinel {host}:{port} monitors no master named {:?}",
+                        self.plan.master_name
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    problems.push(format!("sentinel {host}:{port}: {e}"));
+                    continue;
+                }
+            };
+            if tried.contains(&named) {
+                continue;
+            }
+            tried.push(named.clone());
+            let (master_host, master_port) = &named;
+            match self.open_master(master_host, *master_port).await {
+                Ok(connection) => {
+                    self.plan.sentinels[..=i].rotate_right(1);
+                    return Ok((connection, format!("{master_host}:{master_port}")));
+                }
+                Err(e) => problems.push(format!(
+                    "master {master_host}:{master_port} named by sentinel {host}:{port}: {e}"
+                )),
+            }
+        }
+        Err(problems.join("; "))
+    }
+
+    async fn ask(&self, host: &str, port: u16) -> Result<Option<(String, u16)>, RedisError> {
+        let info = node_info(host, port, &self.plan.sentinel_auth)?;
+        let mut sentinel = Client::open(info)?
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        redis::cmd("SENTINEL")
+            .arg("GET-MASTER-ADDR-BY-NAME")
+            .arg(&self.plan.master_name)
+            .query_async(&mut sentinel)
+            .await
+    }
+
+    async fn open_master(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<MultiplexedConnection, RedisError> {
+        let info = node_info(host, port, &self.plan.data)?;
+        let mut connection = Client::open(info)?
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        // Never write to a replica: check on the very connection requests will use.
+        let role: redis::Role = redis::cmd("ROLE").query_async(&mut connection).await?;
+        if matches!(role, redis::Role::Primary { .. }) {
+            Ok(connection)
+        } else {
+            Err(RedisError::from((
+                ErrorKind::Client,
+                "not a master yet",
+                format!("it answers ROLE with {role:?}"),
+            )))
+        }
+    }
+}
+
+/// The resolver task: sleeps until a request reports the master connection broken, then
+/// asks the sentinels until a master answers, pausing with backoff between attempts. It
+/// stops when the store is dropped.
+async fn run_resolver(
+    link: Weak<SentinelLink>,
+    mut wake: mpsc::Receiver<u64>,
+    mut resolver: SentinelResolver,
+    mut generation: u64,
+) {
+    while let Some(reported) = wake.recv().await {
+        {
+            let Some(shared) = link.upgrade() else { return };
+            // A report about a connection already replaced: nothing to do.
+            if matches!(&*shared.state.borrow(), MasterState::Ready { generation: g, .. } if *g != reported)
+            {
+                continue;
+            }
+        }
+        let mut backoff = RESOLVE_BACKOFF.0;
+        loop {
+            let found = resolver.resolve().await;
+            let Some(shared) = link.upgrade() else { return };
+            match found {
+                Ok((connection, address)) => {
+                    generation += 1;
+                    tracing::info!(
+                        master = %resolver.plan.master_name,
+                        %address,
+                        "connected to the Redis master named by the sentinels"
+                    );
+                    shared.state.send_replace(MasterState::Ready {
+                        connection,
+                        address: address.into(),
+                        generation,
+                    });
+                    break;
+                }
+                Err(problem) => {
+                    let first = !matches!(&*shared.state.borrow(), MasterState::Down { .. });
+                    if first {
+                        tracing::warn!(
+                            master = %resolver.plan.master_name,
+                            %problem,
+                            "no Redis master found through the sentinels yet; requests fail fast until one answers"
+                        );
+                    }
+                    shared.state.send_replace(MasterState::Down {
+                        problem: problem.into(),
+                    });
+                }
+            }
+            drop(shared);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RESOLVE_BACKOFF.1);
+        }
+        // Reports queued while resolving were about the connection just replaced.
+        while wake.try_recv().is_ok() {}
+    }
+}
+
+/// The connection info of one node: its address, with `redis` (credentials, database).
+fn node_info(
+    host: &str,
+    port: u16,
+    redis: &RedisConnectionInfo,
+) -> Result<ConnectionInfo, RedisError> {
+    Ok(ConnectionAddr::Tcp(host.to_owned(), port)
+        .into_connection_info()?
+        .set_redis_settings(redis.clone()))
+}
+
+// ----- Cluster ------------------------------------------------------------------------
+
+/// A Redis Cluster: the cluster client for requests, and what the admin sweep needs to
+/// open its own connection to each master.
+#[derive(Clone)]
+struct ClusterLink {
+    connection: ClusterConnection,
+    /// Credentials for every node.
+    auth: RedisConnectionInfo,
+    /// A seed's host, for a `CLUSTER SLOTS` entry that leaves the IP empty (it means "the
+    /// node you asked").
+    seed_host: String,
+    config: AsyncConnectionConfig,
+}
+
+impl ClusterLink {
+    /// The masters that serve slots now, as `CLUSTER SLOTS` says.
+    async fn masters(&self, store: &Inner) -> Result<BTreeSet<(String, u16)>, StoreError> {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SLOTS");
+        let reply = store
+            .timed(
+                "scan",
+                self.connection
+                    .clone()
+                    .route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random)),
+            )
+            .await?;
+        let ranges: Vec<Vec<Value>> = store.reply("scan", reply)?;
+        let mut masters = BTreeSet::new();
+        for range in ranges {
+            // [start, end, [ip, port, id, …] of the master, then one entry per replica]
+            let Some(master) = range.into_iter().nth(2) else {
+                continue;
+            };
+            let (host, port): (String, u16) = match master {
+                Value::Array(fields) => {
+                    let mut fields = fields.into_iter();
+                    match (fields.next(), fields.next()) {
+                        (Some(host), Some(port)) => {
+                            (store.reply("scan", host)?, store.reply("scan", port)?)
+                        }
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            let host = if host.is_empty() {
+                self.seed_host.clone()
+            } else {
+                host
+            };
+            masters.insert((host, port));
+        }
+        if masters.is_empty() {
+            return Err(StoreError::backend(
+                &store.name,
+                "scan",
+                "CLUSTER SLOTS names no master: is the cluster created (redis-cli --cluster create)?",
+            ));
+        }
+        Ok(masters)
+    }
+
+    /// SCANs every master, each through a connection of its own (SCAN has no key, so the
+    /// cluster client cannot route it). A master that cannot be reached fails the whole
+    /// call: a partial count or list would be a wrong answer.
+    async fn sweep(&self, store: &Inner, visit: &mut Visit) -> Result<(), StoreError> {
+        let deleting = matches!(visit, Visit::Delete { .. });
+        for (host, port) in self.masters(store).await? {
+            let explain = |e: StoreError| {
+                StoreError::backend(
+                    &store.name,
+                    "scan",
+                    format!(
+                        "cluster master {host}:{port} could not be scanned: {e}. The cluster still gives it slots, so the \
+                         listing would be incomplete{}; wait until the cluster has promoted its replica \
+                         (CLUSTER INFO says cluster_state:ok) or bring the node back, then retry",
+                        if deleting {
+                            " (sessions on the masters scanned before it are already deleted)"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            };
+            let info =
+                node_info(&host, port, &self.auth).map_err(|e| explain(store.error("scan", e)))?;
+            let mut node = store
+                .timed("scan", async {
+                    Client::open(info)?
+                        .get_multiplexed_async_connection_with_config(&self.config)
+                        .await
+                })
+                .await
+                .map_err(explain)?;
+            store
+                .sweep_node(&mut node, visit, true)
+                .await
+                .map_err(explain)?;
+        }
+        Ok(())
     }
 }
 
@@ -367,38 +911,140 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// After each save, wait until `replicas` replicas have acknowledged it, or `timeout`
+    /// has passed (Redis `WAIT replicas timeout`, pipelined with the `SET`: still one round
+    /// trip, but it lasts until the replicas answer). Off by default.
+    ///
+    /// Redis replicates asynchronously: a master that dies right after acknowledging a
+    /// save may take it with it, and the replica promoted in its place then serves the
+    /// session as it was one save earlier. `WAIT` narrows that window to the writes not yet
+    /// acknowledged by `replicas` replicas; it does not close it (a replica that
+    /// acknowledged can still lose the failover election to one that did not, and `WAIT`
+    /// does not make anything durable on disk). A save that fewer replicas acknowledge in
+    /// time still succeeds (it is on the master) and is logged as a warning. Every save
+    /// then costs the replication round trip; keep `timeout` well under the layer's store
+    /// timeout. The save's command timeout is extended by `timeout`.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.options.wait = (replicas > 0).then_some(WaitForReplicas { replicas, timeout });
+        self
+    }
+
+    /// Credentials for the sentinels themselves, when they require a password
+    /// (`requirepass` / ACL in the sentinel config). The `user:password@` of a
+    /// `redis-sentinel://` URL is for the master and replicas; this is for the sentinels.
+    /// The URL can carry them too: `?sentinel_username=…&sentinel_password=…`.
+    pub fn sentinel_auth(mut self, username: Option<&str>, password: &str) -> Self {
+        self.options.sentinel_auth = Some((username.map(str::to_owned), password.to_owned()));
+        self
+    }
+
     /// Connects now, so a wrong URL or an unreachable server is reported at start-up.
+    /// For `redis-sentinel://` it asks the sentinels for the master and connects to it;
+    /// for `redis-cluster://` it reads the slot map from the seeds and connects to the
+    /// nodes.
     ///
     /// # Errors
     /// [`StoreError::Config`] for a bad URL (or `rediss://` without the `redis-tls`
     /// feature), [`StoreError::Backend`] when the server cannot be reached or refuses us.
     pub async fn connect(self) -> Result<RedisStore, StoreError> {
-        let (client, name) = self.client()?;
-        let config = self.manager_config();
         let budget = self.options.connection_timeout * 2 + Duration::from_secs(1);
-        let manager = match tokio::time::timeout(
-            budget,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        {
-            Ok(Ok(manager)) => manager,
-            Ok(Err(e)) => {
-                return Err(StoreError::backend(
-                    &name,
-                    "connect",
-                    format!("cannot connect to Redis: {e}; check that it is running and reachable at this address (or use connect_lazy to start without it)"),
-                ))
+        match self.plan()? {
+            Plan::Standalone(client, name) => {
+                let config = self.manager_config();
+                let manager = match tokio::time::timeout(
+                    budget,
+                    ConnectionManager::new_with_config(client, config),
+                )
+                .await
+                {
+                    Ok(Ok(manager)) => manager,
+                    Ok(Err(e)) => {
+                        return Err(StoreError::backend(
+                            &name,
+                            "connect",
+                            format!("cannot connect to Redis: {e}; check that it is running and reachable at this address (or use connect_lazy to start without it)"),
+                        ))
+                    }
+                    Err(_) => {
+                        return Err(StoreError::Timeout {
+                            store: name,
+                            op: "connect",
+                            after: budget,
+                        })
+                    }
+                };
+                Ok(self.finish(Connection::Standalone(manager), name))
             }
-            Err(_) => {
-                return Err(StoreError::Timeout {
-                    store: name,
-                    op: "connect",
-                    after: budget,
-                })
+            Plan::Sentinel(plan, name) => {
+                let mut resolver = SentinelResolver {
+                    plan,
+                    config: self.node_config(),
+                };
+                // Each sentinel and the master it names cost at most a connection timeout
+                // and a command timeout each.
+                let sentinels = resolver.plan.sentinels.len() as u32;
+                let budget = (self.options.connection_timeout + self.options.command_timeout)
+                    * 2
+                    * sentinels;
+                let (connection, address) =
+                    match tokio::time::timeout(budget, resolver.resolve()).await {
+                        Ok(Ok(found)) => found,
+                        Ok(Err(problem)) => {
+                            return Err(StoreError::backend(
+                                &name,
+                                "connect",
+                                format!("cannot find the master through the sentinels: {problem}; check the sentinel addresses and the master name (SENTINEL MASTERS on a sentinel lists them), or use connect_lazy to start without it"),
+                            ))
+                        }
+                        Err(_) => {
+                            return Err(StoreError::Timeout {
+                                store: name,
+                                op: "connect",
+                                after: budget,
+                            })
+                        }
+                    };
+                tracing::debug!(store = %name, %address, "connected to the Redis master named by the sentinels");
+                let link = SentinelLink::start(
+                    resolver,
+                    MasterState::Ready {
+                        connection,
+                        address: address.into(),
+                        generation: 1,
+                    },
+                );
+                Ok(self.finish(Connection::Sentinel(link), name))
             }
-        };
-        Ok(self.finish(Connection::Standalone(manager), name))
+            Plan::Cluster(plan, name) => {
+                // Reading the slot map and connecting to every node takes a few steps.
+                let budget = budget + self.options.command_timeout;
+                let client = self.cluster_client(&plan, &name)?;
+                let connection = match tokio::time::timeout(
+                    budget,
+                    client.get_async_connection_with_config(self.cluster_config()),
+                )
+                .await
+                {
+                    Ok(Ok(connection)) => connection,
+                    Ok(Err(e)) => {
+                        return Err(StoreError::backend(
+                            &name,
+                            "connect",
+                            format!("cannot connect to the Redis Cluster: {e}; check that the seed nodes are running, reachable and part of a cluster with all slots assigned (CLUSTER INFO: cluster_state:ok), or use connect_lazy to start without it"),
+                        ))
+                    }
+                    Err(_) => {
+                        return Err(StoreError::Timeout {
+                            store: name,
+                            op: "connect",
+                            after: budget,
+                        })
+                    }
+                };
+                let connection = self.cluster_connection(plan, connection);
+                Ok(self.finish(connection, name))
+            }
+        }
     }
 
     /// Builds the store without connecting: the first command connects. For apps that must
@@ -413,10 +1059,180 @@ impl RedisStoreBuilder {
                 "RedisStore::connect_lazy must be called inside a tokio runtime".into(),
             ));
         }
-        let (client, name) = self.client()?;
-        let manager = ConnectionManager::new_lazy_with_config(client, self.manager_config())
-            .map_err(|e| StoreError::Config(format!("Redis connection {name}: {e}")))?;
-        Ok(self.finish(Connection::Standalone(manager), name))
+        match self.plan()? {
+            Plan::Standalone(client, name) => {
+                let manager =
+                    ConnectionManager::new_lazy_with_config(client, self.manager_config())
+                        .map_err(|e| StoreError::Config(format!("Redis connection {name}: {e}")))?;
+                Ok(self.finish(Connection::Standalone(manager), name))
+            }
+            Plan::Sentinel(plan, name) => {
+                let resolver = SentinelResolver {
+                    plan,
+                    config: self.node_config(),
+                };
+                let link = SentinelLink::start(resolver, MasterState::Resolving);
+                Ok(self.finish(Connection::Sentinel(link), name))
+            }
+            Plan::Cluster(plan, name) => {
+                let client = self.cluster_client(&plan, &name)?;
+                let connection =
+                    client.get_pending_async_connection_with_config(self.cluster_config());
+                let connection = self.cluster_connection(plan, connection);
+                Ok(self.finish(connection, name))
+            }
+        }
+    }
+
+    /// Timeouts of every connection this store opens itself (Sentinel masters, sentinels,
+    /// cluster nodes for admin scans).
+    fn node_config(&self) -> AsyncConnectionConfig {
+        AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.options.connection_timeout))
+            .set_response_timeout(Some(self.options.command_timeout))
+    }
+
+    fn cluster_config(&self) -> ClusterConfig {
+        ClusterConfig::new()
+            .set_connection_timeout(self.options.connection_timeout)
+            .set_response_timeout(self.options.command_timeout)
+    }
+
+    /// The cluster client: a few quick retries (MOVED, ASK, TRYAGAIN, a node being
+    /// replaced), all within the command timeout, so a request on a failed master's slots
+    /// answers 503 in time and the client picks up the new topology by itself.
+    fn cluster_client(
+        &self,
+        plan: &ClusterPlan,
+        name: &str,
+    ) -> Result<redis::cluster::ClusterClient, StoreError> {
+        let seeds = plan
+            .seeds
+            .iter()
+            .map(|(host, port)| node_info(host, *port, &plan.auth))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError::Config(format!("Redis Cluster {name}: {e}")))?;
+        ClusterClientBuilder::new(seeds)
+            .connection_timeout(self.options.connection_timeout)
+            .response_timeout(self.options.command_timeout)
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(CLUSTER_RETRY_WAIT.0)
+            .max_retry_wait(CLUSTER_RETRY_WAIT.1)
+            .build()
+            .map_err(|e| StoreError::Config(format!("Redis Cluster {name}: {e}")))
+    }
+
+    fn cluster_connection(&self, plan: ClusterPlan, connection: ClusterConnection) -> Connection {
+        let seed_host = plan
+            .seeds
+            .first()
+            .map(|(host, _)| host.clone())
+            .unwrap_or_default();
+        Connection::Cluster(Box::new(ClusterLink {
+            connection,
+            auth: plan.auth,
+            seed_host,
+            config: self.node_config(),
+        }))
+    }
+
+    /// What the target names: one server, a Sentinel-managed master, or a cluster.
+    fn plan(&self) -> Result<Plan, StoreError> {
+        let Target::Url(url) = &self.target else {
+            let (client, name) = self.client()?;
+            return Ok(Plan::Standalone(client, name));
+        };
+        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
+        match scheme {
+            "redis-sentinel" | "valkey-sentinel" => {
+                let parsed = MultiHostUrl::parse(url, 26_379, SENTINEL_URL)?;
+                let name = parsed.name(scheme);
+                let mut data = RedisConnectionInfo::default();
+                let mut sentinel_auth = RedisConnectionInfo::default().set_skip_set_lib_name();
+                if let Some((user, password)) = &self.options.sentinel_auth {
+                    if let Some(user) = user {
+                        sentinel_auth = sentinel_auth.set_username(user);
+                    }
+                    sentinel_auth = sentinel_auth.set_password(password);
+                }
+                for (key, value) in &parsed.query {
+                    match key.as_str() {
+                        "db" => {
+                            let db = value.parse::<i64>().ok().filter(|db| *db >= 0).ok_or_else(|| {
+                                StoreError::Config(format!(
+                                    "{}: db must be a database number, not {value:?}; expected {SENTINEL_URL}",
+                                    redact(url)
+                                ))
+                            })?;
+                            data = data.set_db(db);
+                        }
+                        "sentinel_username" => sentinel_auth = sentinel_auth.set_username(value),
+                        "sentinel_password" => sentinel_auth = sentinel_auth.set_password(value),
+                        other => {
+                            return Err(StoreError::Config(format!(
+                                "{}: unknown option {other:?}; a Sentinel URL takes db, sentinel_username and sentinel_password: {SENTINEL_URL}",
+                                redact(url)
+                            )))
+                        }
+                    }
+                }
+                if let Some(user) = &parsed.username {
+                    data = data.set_username(user);
+                }
+                if let Some(password) = &parsed.password {
+                    data = data.set_password(password);
+                }
+                if parsed.path.is_empty() || parsed.path.contains('/') {
+                    return Err(StoreError::Config(format!(
+                        "{} names no master: put the master name the sentinels monitor after the addresses, as in {SENTINEL_URL}",
+                        redact(url)
+                    )));
+                }
+                Ok(Plan::Sentinel(
+                    SentinelPlan {
+                        sentinels: parsed.hosts,
+                        master_name: parsed.path,
+                        data,
+                        sentinel_auth,
+                    },
+                    name,
+                ))
+            }
+            "redis-cluster" | "valkey-cluster" => {
+                let parsed = MultiHostUrl::parse(url, 6_379, CLUSTER_URL)?;
+                if !parsed.path.is_empty() || !parsed.query.is_empty() {
+                    return Err(StoreError::Config(format!(
+                        "{}: a cluster URL has no database or options (a cluster has only database 0); expected {CLUSTER_URL}",
+                        redact(url)
+                    )));
+                }
+                let mut auth = RedisConnectionInfo::default();
+                if let Some(user) = &parsed.username {
+                    auth = auth.set_username(user);
+                }
+                if let Some(password) = &parsed.password {
+                    auth = auth.set_password(password);
+                }
+                let name = parsed.name(scheme);
+                Ok(Plan::Cluster(
+                    ClusterPlan {
+                        seeds: parsed.hosts,
+                        auth,
+                    },
+                    name,
+                ))
+            }
+            "rediss-sentinel" | "rediss-cluster" | "valkeys-sentinel" | "valkeys-cluster" => {
+                Err(StoreError::Config(format!(
+                    "{}: TLS to Sentinel or Cluster is not supported yet; use {SENTINEL_URL} or {CLUSTER_URL} on a trusted network",
+                    redact(url)
+                )))
+            }
+            _ => {
+                let (client, name) = self.client()?;
+                Ok(Plan::Standalone(client, name))
+            }
+        }
     }
 
     fn finish(self, connection: Connection, name: String) -> RedisStore {
@@ -466,6 +1282,176 @@ impl RedisStoreBuilder {
     }
 }
 
+/// The shape of a Sentinel URL, for error messages.
+const SENTINEL_URL: &str =
+    "redis-sentinel://[user:password@]HOST:PORT,HOST:PORT,…/MASTER_NAME[?db=N]";
+/// The shape of a Cluster URL, for error messages.
+const CLUSTER_URL: &str = "redis-cluster://[user:password@]HOST:PORT,HOST:PORT,…";
+/// Retries of the cluster client per command (MOVED, ASK, TRYAGAIN, a failed node).
+const CLUSTER_RETRIES: u32 = 4;
+/// The cluster client's pause between retries, in milliseconds: (minimum, maximum).
+const CLUSTER_RETRY_WAIT: (u64, u64) = (20, 400);
+
+/// Where a builder's target points.
+enum Plan {
+    Standalone(Client, String),
+    Sentinel(SentinelPlan, String),
+    Cluster(ClusterPlan, String),
+}
+
+/// The parsed `redis-cluster://` URL.
+struct ClusterPlan {
+    seeds: Vec<(String, u16)>,
+    auth: RedisConnectionInfo,
+}
+
+/// A URL with several hosts: `scheme://[user:password@]host:port,host:port,…[/path][?query]`.
+/// Credentials, path and query values are percent-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MultiHostUrl {
+    hosts: Vec<(String, u16)>,
+    username: Option<String>,
+    password: Option<String>,
+    path: String,
+    query: Vec<(String, String)>,
+}
+
+impl MultiHostUrl {
+    fn parse(url: &str, default_port: u16, shape: &str) -> Result<Self, StoreError> {
+        let bad =
+            |why: &str| StoreError::Config(format!("{}: {why}; expected {shape}", redact(url)));
+        let rest = url
+            .split_once("://")
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| bad("not a URL"))?;
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, query),
+            None => (rest, ""),
+        };
+        let (authority, path) = match rest.split_once('/') {
+            Some((authority, path)) => (authority, path),
+            None => (rest, ""),
+        };
+        let (userinfo, hosts) = match authority.rfind('@') {
+            Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
+            None => (None, authority),
+        };
+        let (username, password) = match userinfo {
+            None => (None, None),
+            Some(info) => {
+                let (user, password) = match info.split_once(':') {
+                    Some((user, password)) => (user, Some(password)),
+                    None => (info, None),
+                };
+                let user =
+                    percent_decode(user).ok_or_else(|| bad("bad %-escape in the user name"))?;
+                let password = password
+                    .map(|p| percent_decode(p).ok_or_else(|| bad("bad %-escape in the password")))
+                    .transpose()?;
+                (
+                    (!user.is_empty()).then_some(user),
+                    password.filter(|p| !p.is_empty()),
+                )
+            }
+        };
+        let mut parsed_hosts = Vec::new();
+        for host in hosts.split(',').map(str::trim) {
+            if host.is_empty() {
+                return Err(bad("an empty host in the host list"));
+            }
+            let (name, port) = if let Some(v6) = host.strip_prefix('[') {
+                let (name, after) = v6
+                    .split_once(']')
+                    .ok_or_else(|| bad("unclosed [ in an IPv6 host"))?;
+                match after.strip_prefix(':') {
+                    Some(port) => (name, Some(port)),
+                    None if after.is_empty() => (name, None),
+                    None => return Err(bad("junk after an IPv6 host")),
+                }
+            } else {
+                match host.rsplit_once(':') {
+                    Some((name, port)) => (name, Some(port)),
+                    None => (host, None),
+                }
+            };
+            let port = match port {
+                None => default_port,
+                Some(port) => port
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| bad(&format!("{port:?} is not a port")))?,
+            };
+            if name.is_empty() {
+                return Err(bad("a host without a name"));
+            }
+            parsed_hosts.push((name.to_owned(), port));
+        }
+        let path = percent_decode(path.trim_end_matches('/'))
+            .ok_or_else(|| bad("bad %-escape in the path"))?;
+        let mut pairs = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value).ok_or_else(|| bad("bad %-escape in an option"))?;
+            pairs.push((key.to_owned(), value));
+        }
+        Ok(MultiHostUrl {
+            hosts: parsed_hosts,
+            username,
+            password,
+            path,
+            query: pairs,
+        })
+    }
+
+    /// The URL without credentials or options (for errors and logs).
+    fn name(&self, scheme: &str) -> String {
+        let hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|(host, port)| {
+                if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                }
+            })
+            .collect();
+        let db = self
+            .query
+            .iter()
+            .find(|(k, _)| k == "db")
+            .map(|(_, db)| format!("?db={db}"))
+            .unwrap_or_default();
+        if self.path.is_empty() {
+            format!("{scheme}://{}", hosts.join(","))
+        } else {
+            format!("{scheme}://{}/{}{db}", hosts.join(","), self.path)
+        }
+    }
+}
+
+/// `%XX` escapes decoded; `None` for a malformed escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// Refuses what redis-rs would refuse less clearly.
 fn check_url(url: &str) -> Result<(), StoreError> {
     let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
@@ -477,7 +1463,7 @@ fn check_url(url: &str) -> Result<(), StoreError> {
             redact(url)
         ))),
         _ => Err(StoreError::Config(format!(
-            "{} is not a Redis URL: use redis://[user:password@]host:port[/db], or rediss://… for TLS",
+            "{} is not a Redis URL: use redis://[user:password@]host:port[/db] (rediss://… for TLS), {SENTINEL_URL} or {CLUSTER_URL}",
             redact(url)
         ))),
     }
@@ -576,13 +1562,23 @@ impl Inner {
         op: &'static str,
         fut: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.options.command_timeout, fut).await {
+        self.timed_within(op, self.options.command_timeout, fut)
+            .await
+    }
+
+    async fn timed_within<T>(
+        &self,
+        op: &'static str,
+        budget: Duration,
+        fut: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(budget, fut).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.error(op, e)),
             Err(_) => Err(StoreError::Timeout {
                 store: self.name.clone(),
                 op,
-                after: self.options.command_timeout,
+                after: budget,
             }),
         }
     }
@@ -590,16 +1586,22 @@ impl Inner {
     /// Sends one command (retried once on a connection found broken), under the timeout.
     /// A server error comes back as `Value::ServerError` for the caller to judge.
     async fn send(&self, op: &'static str, cmd: &Cmd) -> Result<Value, StoreError> {
-        self.timed(op, async {
-            match self.connection.request(cmd).await {
-                Err(e) if is_stale_connection(&e) => {
-                    tracing::debug!(store = %self.name, error = %e, "Redis connection was broken; retrying once on a new one");
-                    self.connection.request(cmd).await
+        let generation = self.connection.generation();
+        let result = self
+            .timed(op, async {
+                match self.connection.request(cmd).await {
+                    Err(e) if is_stale_connection(&e) => {
+                        tracing::debug!(store = %self.name, error = %e, "Redis connection was broken; retrying once on a new one");
+                        self.connection.request(cmd).await
+                    }
+                    other => other,
                 }
-                other => other,
-            }
-        })
-        .await
+            })
+            .await;
+        if matches!(result, Err(StoreError::Timeout { .. })) {
+            self.connection.timed_out(generation);
+        }
+        result
     }
 
     async fn send_pipeline(
@@ -608,15 +1610,32 @@ impl Inner {
         pipe: &Pipeline,
         count: usize,
     ) -> Result<Vec<Value>, StoreError> {
-        self.timed(op, async {
-            match self.connection.request_pipeline(pipe, count).await {
-                Err(e) if is_stale_connection(&e) => {
-                    self.connection.request_pipeline(pipe, count).await
+        self.send_pipeline_within(op, pipe, count, self.options.command_timeout)
+            .await
+    }
+
+    async fn send_pipeline_within(
+        &self,
+        op: &'static str,
+        pipe: &Pipeline,
+        count: usize,
+        budget: Duration,
+    ) -> Result<Vec<Value>, StoreError> {
+        let generation = self.connection.generation();
+        let result = self
+            .timed_within(op, budget, async {
+                match self.connection.request_pipeline(pipe, count).await {
+                    Err(e) if is_stale_connection(&e) => {
+                        self.connection.request_pipeline(pipe, count).await
+                    }
+                    other => other,
                 }
-                other => other,
-            }
-        })
-        .await
+            })
+            .await;
+        if matches!(result, Err(StoreError::Timeout { .. })) {
+            self.connection.timed_out(generation);
+        }
+        result
     }
 
     /// A reply as `T`, a server error as [`StoreError::Backend`].
@@ -627,6 +1646,48 @@ impl Inner {
         }
     }
 
+    /// `SET …` and `WAIT replicas timeout` in one pipeline, on one connection (a cluster
+    /// routes the pipeline by the SET's key, so WAIT runs on that key's master). Answers
+    /// the SET's reply.
+    async fn save_and_wait(&self, set: Cmd, wait: WaitForReplicas) -> Result<Value, StoreError> {
+        let timeout_ms = u64::try_from(wait.timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut pipe = redis::pipe();
+        pipe.add_command(set)
+            .cmd("WAIT")
+            .arg(wait.replicas)
+            .arg(timeout_ms);
+        let budget = self.options.command_timeout + wait.timeout;
+        let mut replies = self
+            .send_pipeline_within("save", &pipe, 2, budget)
+            .await?
+            .into_iter();
+        let (Some(set), Some(acked)) = (replies.next(), replies.next()) else {
+            return Err(StoreError::backend(
+                &self.name,
+                "save",
+                "Redis answered a SET + WAIT pipeline with fewer than two replies",
+            ));
+        };
+        if !matches!(set, Value::Nil | Value::ServerError(_)) {
+            match acked {
+                Value::Int(n) if n >= i64::from(wait.replicas) => {}
+                Value::Int(n) => tracing::warn!(
+                    store = %self.name,
+                    acknowledged = n,
+                    wanted = wait.replicas,
+                    timeout = ?wait.timeout,
+                    "a session save reached fewer replicas than asked within the WAIT timeout; it is on the master, but a failover now could lose it"
+                ),
+                other => tracing::warn!(
+                    store = %self.name,
+                    reply = ?other,
+                    "WAIT after a session save failed; the save is on the master"
+                ),
+            }
+        }
+        Ok(set)
+    }
+
     async fn del(&self, op: &'static str, key: &[u8]) -> Result<i64, StoreError> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(key);
@@ -634,11 +1695,14 @@ impl Inner {
         self.reply(op, reply)
     }
 
-    /// One node's keys under the prefix, page by page.
+    /// One node's keys under the prefix, page by page. On a cluster node (`per_slot`) a
+    /// page's keys are deleted with one command per hash slot: a multi-key command across
+    /// slots fails with CROSSSLOT.
     async fn sweep_node<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         visit: &mut Visit,
+        per_slot: bool,
     ) -> Result<(), StoreError> {
         let pattern = scan_pattern(&self.options.prefix);
         let mut cursor: u64 = 0;
@@ -654,23 +1718,7 @@ impl Inner {
             match visit {
                 Visit::Collect(all) => all.extend(keys),
                 Visit::Delete { deleted, unlink } if !keys.is_empty() => {
-                    let mut cmd = redis::cmd(if *unlink { "UNLINK" } else { "DEL" });
-                    cmd.arg(&keys);
-                    let reply = self.timed("clear", conn.req_packed_command(&cmd)).await?;
-                    let n = match reply {
-                        // Redis before 4.0 has no UNLINK.
-                        Value::ServerError(e)
-                            if *unlink
-                                && e.details().is_some_and(|d| d.contains("unknown command")) =>
-                        {
-                            *unlink = false;
-                            let mut cmd = redis::cmd("DEL");
-                            cmd.arg(&keys);
-                            self.timed("clear", cmd.query_async::<u64>(conn)).await?
-                        }
-                        other => self.reply::<u64>("clear", other)?,
-                    };
-                    *deleted += n;
+                    *deleted += self.delete_page(conn, &keys, unlink, per_slot).await?;
                 }
                 Visit::Delete { .. } => {}
             }
@@ -678,6 +1726,48 @@ impl Inner {
             if cursor == 0 {
                 return Ok(());
             }
+        }
+    }
+
+    /// Deletes one SCAN page: one `UNLINK` for the page, or one per slot (pipelined).
+    async fn delete_page<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        keys: &[Vec<u8>],
+        unlink: &mut bool,
+        per_slot: bool,
+    ) -> Result<u64, StoreError> {
+        let groups: Vec<Vec<&[u8]>> = if per_slot {
+            let mut by_slot: HashMap<Slot, Vec<&[u8]>> = HashMap::new();
+            for key in keys {
+                by_slot.entry(Slot::for_key(key)).or_default().push(key);
+            }
+            by_slot.into_values().collect()
+        } else {
+            vec![keys.iter().map(Vec::as_slice).collect()]
+        };
+        loop {
+            let mut pipe = redis::pipe();
+            for group in &groups {
+                pipe.cmd(if *unlink { "UNLINK" } else { "DEL" }).arg(group);
+            }
+            let replies = self
+                .timed("clear", conn.req_packed_commands(&pipe, 0, groups.len()))
+                .await?;
+            // Redis before 4.0 has no UNLINK.
+            let no_unlink = replies.iter().any(|r| {
+                matches!(r, Value::ServerError(e)
+                    if e.details().is_some_and(|d| d.contains("unknown command")))
+            });
+            if *unlink && no_unlink {
+                *unlink = false;
+                continue;
+            }
+            let mut deleted = 0;
+            for reply in replies {
+                deleted += self.reply::<u64>("clear", reply)?;
+            }
+            return Ok(deleted);
         }
     }
 
@@ -753,7 +1843,11 @@ impl Store for RedisStore {
             SaveMode::Create => "NX",
             SaveMode::Update => "XX",
         });
-        match inner.send("save", &cmd).await? {
+        let reply = match inner.options.wait {
+            None => inner.send("save", &cmd).await?,
+            Some(wait) => inner.save_and_wait(cmd, wait).await?,
+        };
+        match reply {
             Value::Nil => Ok(match mode {
                 SaveMode::Create => SaveOutcome::Conflict,
                 SaveMode::Update => SaveOutcome::Gone,

@@ -1,1 +1,872 @@
-//! `SqliteStore`: the embedded, persistent store (in progress).
+//! `SqliteStore`: the embedded, persistent store. Sessions live in one SQLite file, so
+//! `tessera serve` keeps its users across restarts with no server to install.
+//!
+//! The shape follows mini-redis's `db.rs` (shared state behind a cheap handle, a background
+//! purge, a drop guard that stops it), with threads instead of tasks because SQLite calls
+//! block and must never run on the async runtime's threads:
+//!
+//! - One *writer* thread owns the only connection that writes. Saves, destroys, touches,
+//!   clears and sweep batches are jobs on its channel, so inside one process writes never
+//!   wait on SQLite's write lock (no busy-wait). The writes waiting in the queue when the
+//!   writer is free run in one transaction (group commit), and every caller is answered
+//!   after the COMMIT: a response never reports a write that a crash of the process could
+//!   lose. (`synchronous=NORMAL`: a power cut may lose the last commits, never corrupt.)
+//! - A few *reader* threads, each with its own connection, take loads and admin reads from
+//!   one shared queue. In WAL mode readers block neither the writer nor each other.
+//! - A *sweeper* thread deletes expired rows every `sweep_interval`, `sweep_batch` rows per
+//!   statement, queueing one batch at a time on the writer so requests slip in between.
+//!   Dropping the last clone of the store stops the sweeper, then the other threads.
+//!
+//! An async call queues a job and awaits its answer on a oneshot channel. Expired rows are
+//! invisible before the sweep reaches them: every statement compares `expires_at` with now.
+//! The `record` column holds exactly [`Record::to_json`], the JSON the Redis store writes,
+//! so `sqlite3 .tessera/sessions.db 'select * from sessions'` shows readable sessions.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::types::ValueRef;
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, MAIN_DB,
+};
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+use super::{SaveMode, SaveOutcome, Store, StoreError, Stored};
+use crate::id::SessionId;
+use crate::record::{Record, Ttl};
+
+/// The schema version this code writes, kept in the file's `PRAGMA user_version`.
+const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
+/// `MIGRATIONS[n]` takes a database from schema version `n` to `n + 1`.
+const MIGRATIONS: [&str; 1] = ["
+    CREATE TABLE sessions (
+        id         TEXT PRIMARY KEY NOT NULL,
+        record     TEXT NOT NULL,
+        expires_at INTEGER NOT NULL, -- unix milliseconds
+        created_at INTEGER NOT NULL, -- unix milliseconds
+        updated_at INTEGER NOT NULL  -- unix milliseconds
+    );
+    CREATE INDEX sessions_expires_at ON sessions (expires_at);
+"];
+
+/// Options of a [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// How long a session whose cookie has no expiry is kept (connect-redis's `ttl`).
+    /// Default: one day.
+    pub default_ttl: Duration,
+    /// How many reader connections (each on its own thread) serve loads. Default: 2.
+    pub readers: usize,
+    /// How long a statement waits for a lock held by another process (a `tessera sessions`
+    /// command, say) before failing. Default: 5 s.
+    pub busy_timeout: Duration,
+    /// How often expired rows are deleted. Expired rows are never loaded, so this only
+    /// bounds the file's size. Default: 60 s.
+    pub sweep_interval: Duration,
+    /// How many expired rows one sweep statement deletes at most; a sweep runs batches until
+    /// one comes back short, letting requests through between them. Default: 500.
+    pub sweep_batch: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            default_ttl: Duration::from_secs(86_400),
+            readers: 2,
+            busy_timeout: Duration::from_secs(5),
+            sweep_interval: Duration::from_secs(60),
+            sweep_batch: 500,
+        }
+    }
+}
+
+/// Sessions in a SQLite file (WAL mode), persistent across restarts. Clones share the same
+/// connections; the threads stop when the last clone is dropped.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// `sqlite:///absolute/path`, naming the store in errors and logs.
+    label: String,
+    default_ttl: Duration,
+    writer: Sender<Job>,
+    readers: Sender<Job>,
+    /// The drop guard: when the last clone of the store drops this, the sweeper sees its
+    /// channel disconnect and stops; the writer and readers stop once their queues are
+    /// dropped and drained.
+    _stop_sweeper: Sender<()>,
+}
+
+/// Work for a connection's thread. It runs its statements and returns its [`Answer`].
+type Job = Box<dyn FnOnce(&mut Connection) -> Answer + Send>;
+
+/// Sends a job's result to its caller once the transaction the job ran in has committed
+/// (`None`) or failed (why): no caller hears "saved" before the write is committed.
+type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
+
+/// The most writes committed in one transaction.
+const MAX_BATCH: usize = 128;
+
+/// How a job fails: an SQLite error (mapped to [`StoreError::Backend`] with the store's
+/// name), an error already typed, or a transaction that did not commit.
+enum Fail {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+    RolledBack(String),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        Fail::Sql(e)
+    }
+}
+
+impl Fail {
+    fn into_error(self, label: &str, op: &'static str) -> StoreError {
+        match self {
+            Fail::Sql(e) => backend_error(label, op, e),
+            Fail::Store(e) => e,
+            Fail::RolledBack(why) => {
+                StoreError::backend(label, op, format!("the write was rolled back: {why}"))
+            }
+        }
+    }
+}
+
+type JobResult<T> = Result<T, Fail>;
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.inner.label)
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, creates or migrates its schema,
+    /// and starts the store's threads.
+    ///
+    /// The folder must exist. Relative paths are taken from the working directory.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] naming the path and what to do when the file cannot be opened
+    /// or created (missing or read-only folder, a folder in its place), is not a SQLite
+    /// database or is corrupt, or was written by a newer Tessera.
+    pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
+        let path = std::path::absolute(path.as_ref()).map_err(|e| {
+            StoreError::Config(format!(
+                "cannot resolve the session database path {}: {e}",
+                path.as_ref().display()
+            ))
+        })?;
+        let label = format!("sqlite://{}", path.display());
+        let options = SqliteOptions {
+            readers: options.readers.max(1),
+            sweep_batch: options.sweep_batch.max(1),
+            ..options
+        };
+
+        // The writer opens first: it creates the file and migrates the schema.
+        let (writer, queue) = mpsc::channel();
+        start_worker(
+            "tessera-sqlite-writer",
+            &path,
+            &options,
+            Role::Writer(queue),
+        )
+        .await?;
+        let (readers, queue) = mpsc::channel();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..options.readers {
+            let name = format!("tessera-sqlite-reader-{n}");
+            start_worker(&name, &path, &options, Role::Reader(queue.clone())).await?;
+        }
+
+        let (stop_sweeper, stopped) = mpsc::channel();
+        let sweeper = Sweeper {
+            writer: writer.clone(),
+            stopped,
+            interval: options.sweep_interval,
+            batch: options.sweep_batch,
+            label: label.clone(),
+        };
+        std::thread::Builder::new()
+            .name("tessera-sqlite-sweeper".into())
+            .spawn(move || sweeper.run())
+            .map_err(|e| StoreError::Config(format!("cannot start a thread for {label}: {e}")))?;
+
+        tracing::debug!(store = %label, readers = options.readers, "SQLite session store open");
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                label,
+                default_ttl: options.default_ttl,
+                writer,
+                readers,
+                _stop_sweeper: stop_sweeper,
+            }),
+        })
+    }
+
+    /// The database file (absolute).
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut Connection) -> JobResult<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.call(&self.inner.writer, op, f).await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut Connection) -> JobResult<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.call(&self.inner.readers, op, f).await
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        queue: &Sender<Job>,
+        op: &'static str,
+        f: impl FnOnce(&mut Connection) -> JobResult<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let answer = submit(queue, f).ok_or_else(|| self.stopped(op))?;
+        match answer.await {
+            Ok(result) => result.map_err(|fail| fail.into_error(&self.inner.label, op)),
+            Err(_) => Err(self.stopped(op)),
+        }
+    }
+
+    fn stopped(&self, op: &'static str) -> StoreError {
+        StoreError::backend(
+            &self.inner.label,
+            op,
+            "the store's SQLite thread stopped or its job failed; see the log, restart the \
+             process if it persists",
+        )
+    }
+}
+
+/// Queues `f` and returns the channel its answer comes on, or `None` when the thread is gone.
+fn submit<T: Send + 'static>(
+    queue: &Sender<Job>,
+    f: impl FnOnce(&mut Connection) -> JobResult<T> + Send + 'static,
+) -> Option<oneshot::Receiver<JobResult<T>>> {
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move |conn| {
+        // The caller gave up (its request timed out and answered 503): a statement nobody
+        // waits for is not run, so a late save does not land after the client moved on.
+        if tx.is_closed() {
+            return Box::new(|_| {});
+        }
+        let result = f(conn);
+        Box::new(move |failed| {
+            let result = match (result, failed) {
+                (Ok(_), Some(why)) => Err(Fail::RolledBack(why.to_owned())),
+                (result, _) => result,
+            };
+            let _ = tx.send(result);
+        })
+    });
+    queue.send(job).ok()?;
+    Some(rx)
+}
+
+/// What a connection's thread does.
+enum Role {
+    /// Owns the only writing connection and its queue.
+    Writer(Receiver<Job>),
+    /// Shares the readers' queue.
+    Reader(Arc<Mutex<Receiver<Job>>>),
+}
+
+/// Starts a connection's thread and waits until its connection is open (and, for the
+/// writer, the schema is current).
+async fn start_worker(
+    name: &str,
+    path: &Path,
+    options: &SqliteOptions,
+    role: Role,
+) -> Result<(), StoreError> {
+    let (ready, is_ready) = oneshot::channel();
+    let shown = path.display().to_string();
+    let (path, options) = (path.to_path_buf(), options.clone());
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let writer = matches!(role, Role::Writer(_));
+            let conn = match connect(&path, &options, writer) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            work(conn, role);
+        })
+        .map_err(|e| StoreError::Config(format!("cannot start a thread for the store: {e}")))?;
+    is_ready.await.unwrap_or_else(|_| {
+        Err(StoreError::Config(format!(
+            "the thread opening {shown} stopped unexpectedly"
+        )))
+    })
+}
+
+/// Runs jobs until the store is gone and the queue drained.
+fn work(mut conn: Connection, role: Role) {
+    match role {
+        Role::Reader(queue) => loop {
+            // The lock is held while taking a job, never while running one.
+            let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+            let Ok(job) = job else { return };
+            if let Some(answer) = run(&mut conn, job) {
+                answer(None);
+            }
+        },
+        Role::Writer(queue) => {
+            while let Ok(first) = queue.recv() {
+                let mut batch = vec![first];
+                batch.extend(queue.try_iter().take(MAX_BATCH - 1));
+                commit(&mut conn, batch);
+            }
+        }
+    }
+}
+
+/// Runs a job; a panic loses the job's answer (its caller gets an error) but must not take
+/// the connection's thread, and with it the store, down.
+fn run(conn: &mut Connection, job: Job) -> Option<Answer> {
+    let answer = std::panic::catch_unwind(AssertUnwindSafe(|| job(conn)));
+    if answer.is_err() {
+        tracing::error!("a SQLite session store job panicked; carrying on");
+    }
+    answer.ok()
+}
+
+/// Runs the writes waiting in the queue in one transaction (group commit): under load one
+/// commit, and one write of each page touched, serves many requests. A failing statement
+/// fails its own job only; a transaction that does not commit fails them all.
+fn commit(conn: &mut Connection, jobs: Vec<Job>) {
+    let began = jobs.len() > 1 && conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+    let answers: Vec<Answer> = jobs.into_iter().filter_map(|job| run(conn, job)).collect();
+    let failed = match began {
+        // One job, or BEGIN failed: each statement committed on its own.
+        false => None,
+        // An I/O error, a full disk or the like rolled the whole transaction back.
+        true if conn.is_autocommit() => Some("an error in the same transaction".to_owned()),
+        true => conn.execute_batch("COMMIT").err().map(|e| e.to_string()),
+    };
+    if failed.is_some() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for answer in answers {
+        answer(failed.as_deref());
+    }
+}
+
+/// Opens and configures one connection; the writer also creates or migrates the schema.
+fn connect(path: &Path, options: &SqliteOptions, writer: bool) -> Result<Connection, StoreError> {
+    let fail = |e: rusqlite::Error| open_error(path, &e);
+    // No SQLITE_OPEN_URI: a path is a path, even one starting with `file:`.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(fail)?;
+    conn.busy_timeout(options.busy_timeout).map_err(fail)?;
+    conn.set_prepared_statement_cache_capacity(32);
+    // The first statement that reads the file: a file that is not a database fails here.
+    // Switching to WAL takes an exclusive lock and answers SQLITE_BUSY at once, without
+    // the busy handler, while another process opens the same file: retry it ourselves,
+    // within the busy timeout, so instances started together all come up.
+    let started = std::time::Instant::now();
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && started.elapsed() < options.busy_timeout =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other.map_err(fail)?,
+        }
+    };
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(fail)?;
+    if !writer {
+        conn.pragma_update(None, "query_only", true).map_err(fail)?;
+        return Ok(conn);
+    }
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), journal_mode = %mode, "SQLite refused WAL mode (a file system without shared memory?); readers and the writer will block each other");
+    }
+    if conn.is_readonly(MAIN_DB).map_err(fail)? {
+        return Err(StoreError::Config(format!(
+            "the session database {} is read-only: make the file and its folder writable by this user",
+            path.display()
+        )));
+    }
+    migrate(&mut conn, path)?;
+    // Reads the schema and the first pages of the table and its index: a file damaged at
+    // its start is refused here. Damage deeper in fails the requests that reach it (503,
+    // with the same advice), as a full integrity check would take too long on a big file.
+    conn.query_row(
+        "SELECT (SELECT 1 FROM sessions LIMIT 1), \
+         (SELECT 1 FROM sessions WHERE expires_at > 0 LIMIT 1)",
+        [],
+        |_| Ok(()),
+    )
+    .map_err(fail)?;
+    Ok(conn)
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`], in one transaction (safe against another
+/// process opening the same file at the same time).
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let fail = |e: rusqlite::Error| open_error(path, &e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(fail)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(fail)?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Config(format!(
+            "the session database {} has schema version {version}, written by a newer Tessera \
+             (this one knows up to {SCHEMA_VERSION}): upgrade tessera, or use another file",
+            path.display()
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    if version == 0 {
+        let taken: bool = tx
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_schema WHERE name = 'sessions'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(fail)?;
+        if taken {
+            return Err(StoreError::Config(format!(
+                "{} already has a `sessions` table that Tessera did not create: \
+                 point the store at a file of its own",
+                path.display()
+            )));
+        }
+    }
+    for step in &MIGRATIONS[version..] {
+        tx.execute_batch(step).map_err(fail)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION as i64)
+        .map_err(fail)?;
+    tx.commit().map_err(fail)?;
+    tracing::info!(path = %path.display(), from = version, to = SCHEMA_VERSION, "session database schema ready");
+    Ok(())
+}
+
+/// An error at open time, naming the file and saying what to do.
+fn open_error(path: &Path, error: &rusqlite::Error) -> StoreError {
+    let folder = path.parent().unwrap_or(Path::new("/"));
+    let advice = match error.sqlite_error_code() {
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied | ErrorCode::ReadOnly) => {
+            if path.is_dir() {
+                "it is a folder: give the path of a file (it is created if missing)".to_owned()
+            } else if folder.exists() && !folder.is_dir() {
+                format!("{} is not a folder: choose another path", folder.display())
+            } else if !folder.exists() {
+                format!(
+                    "the folder {} does not exist: create it, or choose another path",
+                    folder.display()
+                )
+            } else {
+                format!(
+                    "check that this user may write the file and the folder {} \
+                     (SQLite creates the file and its -wal and -shm files there), \
+                     or choose another path",
+                    folder.display()
+                )
+            }
+        }
+        Some(ErrorCode::NotADatabase) => "the file is not a SQLite database: move it aside (a new \
+             one is created in its place) or choose another path"
+            .to_owned(),
+        Some(ErrorCode::DatabaseCorrupt) => format!(
+            "the database is corrupt: move it and its -wal and -shm files aside to start with \
+             no sessions, or try `sqlite3 {} .recover`",
+            path.display()
+        ),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            "another process holds a lock on it: stop that process, or choose another path"
+                .to_owned()
+        }
+        Some(ErrorCode::DiskFull) => "the disk is full: free some space".to_owned(),
+        _ => "check the path, or choose another".to_owned(),
+    };
+    StoreError::Config(format!(
+        "cannot open the session database {}: {error}; {advice}",
+        path.display()
+    ))
+}
+
+/// A failed statement on a request path, with a hint for the failures an operator can fix.
+fn backend_error(label: &str, op: &'static str, error: rusqlite::Error) -> StoreError {
+    let hint = match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => Some(
+            "the database file is damaged: stop the server and move it and its -wal and -shm \
+             files aside (sessions start over), or try `sqlite3 FILE .recover`",
+        ),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            Some("another process held the database's lock longer than the busy timeout")
+        }
+        Some(ErrorCode::DiskFull) => Some("the disk is full: free some space"),
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen) => {
+            Some("the database file or its folder is no longer writable by this user")
+        }
+        _ => None,
+    };
+    match hint {
+        Some(hint) => StoreError::backend(label, op, format!("{error}; {hint}")),
+        None => StoreError::backend(label, op, error),
+    }
+}
+
+/// Now, as unix milliseconds.
+fn now_ms() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Unix milliseconds `seconds` from `now`.
+fn after(now: i64, seconds: u64) -> i64 {
+    now.saturating_add(
+        i64::try_from(seconds)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000),
+    )
+}
+
+/// A stored value's bytes, whatever its SQLite type (a hand-edited row may hold anything).
+fn raw_value(row: &Row<'_>, index: usize) -> rusqlite::Result<Vec<u8>> {
+    Ok(match row.get_ref(index)? {
+        ValueRef::Text(bytes) | ValueRef::Blob(bytes) => bytes.to_vec(),
+        ValueRef::Null => b"null".to_vec(),
+        ValueRef::Integer(n) => n.to_string().into_bytes(),
+        ValueRef::Real(x) => x.to_string().into_bytes(),
+    })
+}
+
+fn is_live(conn: &Connection, id: &str, now: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM sessions WHERE id = ?1 AND expires_at > ?2")?
+        .exists(params![id, now])
+}
+
+fn delete(conn: &Connection, id: &str) -> rusqlite::Result<usize> {
+    conn.prepare_cached("DELETE FROM sessions WHERE id = ?1")?
+        .execute([id])
+}
+
+/// Deletes at most `batch` expired rows; answers how many.
+fn delete_expired(conn: &Connection, batch: usize) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "DELETE FROM sessions WHERE rowid IN \
+         (SELECT rowid FROM sessions WHERE expires_at <= ?1 LIMIT ?2)",
+    )?
+    .execute(params![now_ms(), i64::try_from(batch).unwrap_or(i64::MAX)])
+}
+
+/// The background sweep: runs on its own thread, queueing one batch at a time on the writer.
+struct Sweeper {
+    writer: Sender<Job>,
+    stopped: Receiver<()>,
+    interval: Duration,
+    batch: usize,
+    label: String,
+}
+
+impl Sweeper {
+    fn run(self) {
+        loop {
+            if !self.sweep() {
+                return;
+            }
+            match self.stopped.recv_timeout(self.interval) {
+                Err(RecvTimeoutError::Timeout) => {}
+                _ => return,
+            }
+        }
+    }
+
+    /// Deletes every expired row, batch by batch. Answers false once the store is dropped.
+    fn sweep(&self) -> bool {
+        let batch = self.batch;
+        let mut total = 0;
+        loop {
+            let Some(answer) = submit(&self.writer, move |conn| Ok(delete_expired(conn, batch)?))
+            else {
+                return false;
+            };
+            match answer.blocking_recv() {
+                Ok(Ok(n)) => {
+                    total += n;
+                    if n < batch {
+                        break;
+                    }
+                }
+                Ok(Err(fail)) => {
+                    let error = fail.into_error(&self.label, "sweep");
+                    tracing::warn!(%error, "sweeping expired sessions failed; trying again later");
+                    break;
+                }
+                Err(_) => return false,
+            }
+            if matches!(self.stopped.try_recv(), Err(TryRecvError::Disconnected)) {
+                return false;
+            }
+        }
+        if total > 0 {
+            tracing::debug!(store = %self.label, deleted = total, "swept expired sessions");
+        }
+        true
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+        let id = id.clone();
+        self.read("load", move |conn| {
+            let raw = conn
+                .prepare_cached("SELECT record FROM sessions WHERE id = ?1 AND expires_at > ?2")?
+                .query_row(params![id.as_str(), now_ms()], |row| raw_value(row, 0))
+                .optional()?;
+            match raw {
+                None => Ok(None),
+                Some(raw) => Record::from_json(&raw)
+                    .map(Some)
+                    .map_err(|source| Fail::Store(StoreError::Corrupt { id, source })),
+            }
+        })
+        .await
+    }
+
+    async fn save(
+        &self,
+        id: &SessionId,
+        record: &Record,
+        mode: SaveMode,
+    ) -> Result<SaveOutcome, StoreError> {
+        let ttl = record.ttl(self.inner.default_ttl);
+        let json = String::from_utf8(record.to_json())
+            .map_err(|e| StoreError::backend(&self.inner.label, "save", e))?;
+        let id = id.clone();
+        self.write("save", move |conn| {
+            let id = id.as_str();
+            let now = now_ms();
+            let Ttl::Seconds(seconds) = ttl else {
+                // The cookie has already expired: nothing is written (connect-redis sends
+                // DEL). A Create must not delete a live session that is not its own.
+                return Ok(match mode {
+                    SaveMode::Create if is_live(conn, id, now)? => SaveOutcome::Conflict,
+                    SaveMode::Create => SaveOutcome::Gone,
+                    SaveMode::Update => {
+                        delete(conn, id)?;
+                        SaveOutcome::Gone
+                    }
+                });
+            };
+            let expires_at = after(now, seconds);
+            Ok(match mode {
+                // An expired row with this ID counts as absent and is replaced.
+                SaveMode::Create => {
+                    let written = conn
+                        .prepare_cached(
+                            "INSERT INTO sessions (id, record, expires_at, created_at, updated_at) \
+                             VALUES (?1, ?2, ?3, ?4, ?4) \
+                             ON CONFLICT (id) DO UPDATE SET record = excluded.record, \
+                             expires_at = excluded.expires_at, created_at = excluded.created_at, \
+                             updated_at = excluded.updated_at \
+                             WHERE sessions.expires_at <= ?4",
+                        )?
+                        .execute(params![id, json, expires_at, now])?;
+                    if written == 1 {
+                        SaveOutcome::Saved
+                    } else {
+                        SaveOutcome::Conflict
+                    }
+                }
+                // Only a live row is updated: a destroyed or expired session stays gone.
+                SaveMode::Update => {
+                    let written = conn
+                        .prepare_cached(
+                            "UPDATE sessions SET record = ?2, expires_at = ?3, updated_at = ?4 \
+                             WHERE id = ?1 AND expires_at > ?4",
+                        )?
+                        .execute(params![id, json, expires_at, now])?;
+                    if written == 1 {
+                        SaveOutcome::Saved
+                    } else {
+                        SaveOutcome::Gone
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn destroy(&self, id: &SessionId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.write("destroy", move |conn| {
+            delete(conn, id.as_str())?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn touch(
+        &self,
+        id: &SessionId,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
+        let ttl = Ttl::from_expiry(expires, self.inner.default_ttl);
+        let id = id.clone();
+        self.write("touch", move |conn| {
+            let now = now_ms();
+            match ttl {
+                Ttl::Seconds(seconds) => {
+                    let touched = conn
+                        .prepare_cached(
+                            "UPDATE sessions SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3",
+                        )?
+                        .execute(params![id.as_str(), after(now, seconds), now])?;
+                    Ok(touched == 1)
+                }
+                // Extended into the past: gone (connect-redis's EXPIRE with ttl <= 0).
+                Ttl::Expired => {
+                    delete(conn, id.as_str())?;
+                    Ok(false)
+                }
+            }
+        })
+        .await
+    }
+
+    async fn ids(&self) -> Result<Vec<String>, StoreError> {
+        self.read("ids", |conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT id FROM sessions WHERE expires_at > ?1 ORDER BY id")?;
+            let ids = statement
+                .query_map([now_ms()], |row| row.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.read("count", |conn| {
+            let n: i64 = conn
+                .prepare_cached("SELECT count(*) FROM sessions WHERE expires_at > ?1")?
+                .query_row([now_ms()], |row| row.get(0))?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {
+        let id = id.to_owned();
+        self.read("inspect", move |conn| {
+            let now = now_ms();
+            let found = conn
+                .prepare_cached(
+                    "SELECT record, expires_at FROM sessions WHERE id = ?1 AND expires_at > ?2",
+                )?
+                .query_row(params![id, now], |row| {
+                    Ok((raw_value(row, 0)?, row.get::<_, i64>(1)?))
+                })
+                .optional()?;
+            Ok(found.map(|(value, expires_at)| Stored {
+                value,
+                ttl: Some(Duration::from_millis(
+                    u64::try_from(expires_at.saturating_sub(now)).unwrap_or(0),
+                )),
+            }))
+        })
+        .await
+    }
+
+    async fn clear(&self) -> Result<u64, StoreError> {
+        self.write("clear", |conn| {
+            // A savepoint, not a transaction: the job may run inside a batch's transaction.
+            let tx = conn.savepoint()?;
+            // Expired rows go too, but only live sessions are counted, as `count` does.
+            tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now_ms()])?;
+            let n = tx.execute("DELETE FROM sessions", [])?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// This process's threads named by this file (the kernel keeps 15 bytes of a name).
+    fn store_threads() -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == "tessera-sqlite-")
+            .count()
+    }
+
+    // The only test in this crate's unit tests that starts a SQLite store, so the count of
+    // its threads is this test's own.
+    #[tokio::test]
+    async fn dropping_the_last_clone_stops_every_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("sessions.db"), SqliteOptions::default())
+            .await
+            .unwrap();
+        let clone = store.clone();
+        // The writer, two readers and the sweeper (which names itself once it runs).
+        wait_for_threads(4);
+        drop(store);
+        assert_eq!(clone.count().await.unwrap(), 0, "a clone still works");
+        drop(clone);
+        wait_for_threads(0);
+    }
+
+    fn wait_for_threads(n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while store_threads() != n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} store threads, expected {n}",
+                store_threads()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
