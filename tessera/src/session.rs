@@ -69,7 +69,36 @@ impl Engine {
 
     /// Loads `id`, treating a corrupt record as no session (logged).
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
-        match self.call("load", self.store.load(id)).await {
+        Self::forgive_corrupt(self.call("load", self.store.load(id)).await)
+    }
+
+    /// Loads `id` and extends its life as the end-of-request touch would, in one round
+    /// trip where the store can. Answers the record and whether that touch already counts:
+    /// the store touched it, and with the expiry the session's own max age gives (a session
+    /// whose max age differs from the configured one is touched again at the end).
+    async fn load_and_touch(&self, id: &SessionId) -> Result<Option<(Record, bool)>, StoreError> {
+        let max_age = self.config.cookie.max_age;
+        let expires = match (max_age, self.config.cookie.expires) {
+            (Some(d), _) => OffsetDateTime::now_utc()
+                .checked_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX)),
+            (None, fixed) => fixed,
+        };
+        let loaded = Self::forgive_corrupt(
+            self.call("load", self.store.load_and_touch(id, expires))
+                .await,
+        )?;
+        Ok(loaded.map(|(record, touched)| {
+            let own = record.cookie.original_max_age;
+            let same_lifetime = match max_age {
+                Some(d) => own == i64::try_from(d.as_millis()).ok(),
+                None => self.config.cookie.expires.is_none() && own.is_none(),
+            };
+            (record, touched && same_lifetime)
+        }))
+    }
+
+    fn forgive_corrupt<T>(result: Result<Option<T>, StoreError>) -> Result<Option<T>, StoreError> {
+        match result {
             Err(StoreError::Corrupt { id, source }) => {
                 tracing::warn!(session = ?id, error = %source, "corrupt session in the store; starting a new session");
                 Ok(None)
@@ -117,6 +146,9 @@ struct State {
     /// `destroy()` was called; the ID destroyed, if one was stored.
     destroyed: bool,
     unset: bool,
+    /// The load already extended the stored session's life as the end-of-request touch
+    /// would (one round trip instead of two).
+    touched_on_load: bool,
 }
 
 /// What the layer must do once the handler has answered.
@@ -166,7 +198,11 @@ impl Session {
             .loaded
             .get_or_try_init(|| async {
                 let stored = match self.cookie_id() {
-                    Some(id) => self.engine().load(id).await?.map(|r| (id.clone(), r)),
+                    Some(id) => self
+                        .engine()
+                        .load_and_touch(id)
+                        .await?
+                        .map(|r| (id.clone(), r)),
                     None => None,
                 };
                 let fresh = match &stored {
@@ -175,10 +211,11 @@ impl Session {
                 };
                 let mut state = lock(&self.inner.state);
                 match stored {
-                    Some((id, record)) => {
+                    Some((id, (record, touched))) => {
                         state.id = Some(id.clone());
                         state.stored_as = Some(id);
                         state.record = Some(record);
+                        state.touched_on_load = touched;
                     }
                     None => {
                         state.id = fresh;
@@ -588,7 +625,7 @@ impl Session {
                 // Destroyed by another request meanwhile: make the browser forget it too.
                 return Ok(self.removal_cookie());
             }
-        } else if is_stored && from_cookie {
+        } else if is_stored && from_cookie && !lock(&self.inner.state).touched_on_load {
             engine
                 .call("touch", engine.store.touch(&id, expires))
                 .await?;

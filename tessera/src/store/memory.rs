@@ -167,6 +167,30 @@ impl Store for MemoryStore {
         Ok(state.live(id, Instant::now()).map(|e| e.record.clone()))
     }
 
+    async fn load_and_touch(
+        &self,
+        id: &SessionId,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<Option<(Record, bool)>, StoreError> {
+        let now = Instant::now();
+        let deadline = self.deadline(Ttl::from_expiry(expires, self.shared.default_ttl));
+        let mut state = self.shared.lock();
+        let Some(entry) = state.live(id, now) else {
+            return Ok(None);
+        };
+        let record = entry.record.clone();
+        let Some(deadline) = deadline else {
+            return Ok(Some((record, false)));
+        };
+        let old = entry.deadline;
+        state.deadlines.remove(&(old, id.clone()));
+        state.deadlines.insert((deadline, id.clone()));
+        if let Some(entry) = state.entries.get_mut(id) {
+            entry.deadline = deadline;
+        }
+        Ok(Some((record, true)))
+    }
+
     async fn save(
         &self,
         id: &SessionId,

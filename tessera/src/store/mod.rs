@@ -129,6 +129,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// no session.
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError>;
 
+    /// Loads `id` and, in the same round trip where the store can, extends its life to the
+    /// cookie expiry `expires` as [`Store::touch`] would (Redis: `GETEX`). Answers the record
+    /// and whether it was touched. The engine uses it so that a request that only reads its
+    /// session costs one store command instead of a load and a touch.
+    ///
+    /// The default loads only and answers "not touched".
+    async fn load_and_touch(
+        &self,
+        id: &SessionId,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<Option<(Record, bool)>, StoreError> {
+        let _ = expires;
+        Ok(self.load(id).await?.map(|record| (record, false)))
+    }
+
     /// Writes `record` under `id`, honouring `mode` (see [`SaveMode`]).
     async fn save(
         &self,

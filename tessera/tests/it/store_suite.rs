@@ -25,7 +25,7 @@ macro_rules! store_suite {
             update_does_not_resurrect, destroy_is_idempotent, touch_reports_existence,
             cookie_expiry_expires, default_ttl_applies_without_cookie_expiry, touch_extends_life,
             expired_cookie_is_not_stored, admin_list_count_inspect_clear, parallel_writers,
-            keeps_data_exactly);
+            keeps_data_exactly, load_and_touch_extends_life);
     };
     (@tests $make:path; $($check:ident),*) => {
         $(
@@ -306,4 +306,39 @@ pub async fn keeps_data_exactly(make: Factory) {
     store.save(&id, &rec, SaveMode::Create).await.unwrap();
     let got = store.load(&id).await.unwrap().unwrap();
     assert_eq!(String::from_utf8(got.to_json()).unwrap(), json);
+}
+
+pub async fn load_and_touch_extends_life(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    assert!(store.load_and_touch(&id, None).await.unwrap().is_none());
+    store
+        .save(&id, &record(Some(1_200), 7), SaveMode::Create)
+        .await
+        .unwrap();
+    let later = OffsetDateTime::now_utc() + time::Duration::seconds(30);
+    let (got, touched) = store
+        .load_and_touch(&id, Some(later))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(views(&got), 7);
+    if touched {
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        assert!(
+            store.load(&id).await.unwrap().is_some(),
+            "load_and_touch said touched, but the session expired"
+        );
+        let ttl = store
+            .inspect(id.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .ttl
+            .unwrap();
+        assert!(
+            ttl > Duration::from_secs(20) && ttl <= Duration::from_secs(30),
+            "{ttl:?}"
+        );
+    }
 }
