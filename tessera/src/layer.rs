@@ -119,10 +119,10 @@ where
         let config = &engine.config;
         // The first cookie of our name that verifies wins: a stray duplicate (another path
         // or domain, or garbage planted by a subdomain) cannot knock the user out.
-        let cookie_id =
-            cookie::values(req.headers(), &config.name).find_map(|v| engine.secrets.unsign(&v));
+        let verified = cookie::values(req.headers(), &config.name)
+            .find_map(|v| engine.secrets.unsign(&v).map(|(id, index)| (id, index, v)));
         let secure = is_secure(&req, config.trust_proxy);
-        let session = Session::new(engine.clone(), cookie_id, secure);
+        let session = Session::new(engine.clone(), verified, secure);
         req.extensions_mut().insert(session.clone());
 
         Box::pin(async move {

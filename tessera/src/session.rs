@@ -124,6 +124,9 @@ struct Inner {
     engine: Arc<Engine>,
     /// The ID from a cookie that verified, and which secret verified it.
     cookie_id: Option<(SessionId, SecretIndex)>,
+    /// The verified cookie value, kept to be sent back as it is (no second HMAC) while the
+    /// ID and the signing secret stay the same.
+    cookie_value: Option<String>,
     /// Whether the request came over TLS (for `secure: auto`).
     secure_request: bool,
     loaded: OnceCell<()>,
@@ -169,13 +172,18 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Session {
     pub(crate) fn new(
         engine: Arc<Engine>,
-        cookie_id: Option<(SessionId, SecretIndex)>,
+        verified: Option<(SessionId, SecretIndex, String)>,
         secure_request: bool,
     ) -> Self {
+        let (cookie_id, cookie_value) = match verified {
+            Some((id, index, value)) => (Some((id, index)), (index == 0).then_some(value)),
+            None => (None, None),
+        };
         Session {
             inner: Arc::new(Inner {
                 engine,
                 cookie_id,
+                cookie_value,
                 secure_request,
                 loaded: OnceCell::new(),
                 state: Mutex::new(State::default()),
@@ -653,7 +661,11 @@ impl Session {
         let Some(cookie_data) = cookie_data else {
             return Ok(None);
         };
-        Ok(self.cookie_header(&engine.secrets.sign(&id), &cookie_data))
+        let value = match &self.inner.cookie_value {
+            Some(value) if !new_id => value.clone(),
+            _ => engine.secrets.sign(&id),
+        };
+        Ok(self.cookie_header(&value, &cookie_data))
     }
 
     fn wants_secure(&self, cookie: &crate::record::CookieData) -> bool {
