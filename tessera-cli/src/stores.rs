@@ -33,7 +33,10 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, S
     match scheme {
         "memory" => Ok(Arc::new(MemoryStore::with_default_ttl(options.ttl))),
         "sqlite" => open_sqlite(url, options).await,
-        "redis" | "rediss" => Ok(Arc::new(
+        // One builder for every topology: the URL scheme picks standalone, Sentinel
+        // (`redis-sentinel://[user:password@]HOST:PORT,…/MASTER[?db=N]`) or Cluster
+        // (`redis-cluster://[user:password@]HOST:PORT,…`).
+        "redis" | "rediss" | "redis-sentinel" | "redis-cluster" => Ok(Arc::new(
             RedisStore::builder(url)
                 .prefix(options.prefix.clone())
                 .ttl(options.ttl)

@@ -59,7 +59,8 @@ pub struct SentinelSetup {
     /// The sentinels' ports.
     pub sentinel_ports: Vec<u16>,
     sentinels: Vec<Process>,
-    _dir: TempDir,
+    /// Sentinel configs and logs.
+    dir: TempDir,
 }
 
 /// The master name the sentinels monitor.
@@ -84,7 +85,8 @@ impl SentinelSetup {
                      sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\n\
                      sentinel down-after-milliseconds {MASTER_NAME} 1000\n\
                      sentinel failover-timeout {MASTER_NAME} 5000\n\
-                     sentinel parallel-syncs {MASTER_NAME} 1\n",
+                     sentinel parallel-syncs {MASTER_NAME} 1\n\
+                     logfile {dir}/sentinel-{n}.log\n",
                     dir = dir.path().display(),
                     master = master.port
                 ),
@@ -117,20 +119,21 @@ impl SentinelSetup {
             replica,
             sentinel_ports,
             sentinels,
-            _dir: dir,
+            dir,
         }
     }
 
-    /// The port the sentinels currently name as master.
+    /// The port the sentinels currently name as master (the first live sentinel's answer:
+    /// one may have been killed with [`kill_sentinel`](Self::kill_sentinel)).
     pub fn master_port(&self) -> u16 {
-        let answer = redis_cli(
-            self.sentinel_ports[0],
-            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME],
-        );
-        answer
-            .lines()
-            .nth(1)
-            .and_then(|p| p.trim().parse().ok())
+        self.sentinel_ports
+            .iter()
+            .find_map(|&port| {
+                redis_cli(port, &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME])
+                    .lines()
+                    .nth(1)
+                    .and_then(|p| p.trim().parse().ok())
+            })
             .unwrap_or(0)
     }
 
@@ -152,6 +155,24 @@ impl SentinelSetup {
                 && now != old_master
                 && info_field(now, "replication", "role").as_deref() == Some("master")
         });
+    }
+
+    /// The end of each sentinel's log (for a failure message: why no failover happened,
+    /// e.g. `+tilt` on a starved machine or `-failover-abort-…`).
+    pub fn sentinel_logs(&self) -> String {
+        (0..self.sentinel_ports.len())
+            .map(|n| {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join(format!("sentinel-{n}.log")))
+                        .unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                format!(
+                    "--- sentinel {} ---\n{}\n",
+                    self.sentinel_ports[n],
+                    lines[lines.len().saturating_sub(25)..].join("\n")
+                )
+            })
+            .collect()
     }
 
     /// Kills one sentinel (to show the others still answer).

@@ -1,7 +1,9 @@
 //! `RedisStore` against the conformance suite, plus what only Redis has: foreign and
 //! corrupt values under the prefix, wrong key types, the exact commands each request sends,
-//! connect-redis's options, and a Redis that dies and comes back. Every test starts its own
-//! `redis-server` on a free port.
+//! connect-redis's options, and a Redis that dies and comes back. Every standalone test
+//! starts its own `redis-server` on a free port. The suite also runs on a Redis Cluster
+//! (`cluster`) and through Redis Sentinel (`sentinel`), on one topology shared by the tests
+//! that overlap in time, each with its own key prefix.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -709,4 +711,372 @@ async fn tls_connections_verify_the_server() {
         store.load(&id).await.unwrap().unwrap().data["views"],
         json!(5)
     );
+}
+
+/// `wait_for_replicas`: WAIT goes in the same pipeline as the SET, so when the save
+/// returns the replica already has it; without the option no WAIT is sent at all
+/// (`one_round_trip_per_request_as_connect_redis`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_replicas_is_pipelined_with_the_save() {
+    let (master, replica) = tokio::task::spawn_blocking(|| {
+        let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+        let replica = test_support::topology::start_replica(master.port, &[]);
+        (master, replica)
+    })
+    .await
+    .unwrap();
+    let store = RedisStore::builder(master.url())
+        .prefix(PREFIX)
+        .wait_for_replicas(1, Duration::from_secs(1))
+        .connect()
+        .await
+        .unwrap();
+    // After a diskless sync the master starts streaming to the replica (and so can ask it
+    // for an acknowledgement) only once the replica's first periodic ACK has arrived, up
+    // to a second later. Wait for that with a write of our own, so the timing below is
+    // WAIT's own.
+    let mut warm_up = redis::Client::open(master.url())
+        .unwrap()
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new().set_response_timeout(None),
+        )
+        .await
+        .unwrap();
+    let acked: Result<((), i64), _> = redis::pipe()
+        .cmd("SET")
+        .arg("warm-up")
+        .arg(1)
+        .cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut warm_up)
+        .await;
+    assert!(matches!(acked, Ok(((), 1))), "{acked:?}");
+    master.cli(&["CONFIG", "RESETSTAT"]);
+    let id = id();
+    let started = Instant::now();
+    assert_eq!(
+        store
+            .save(&id, &record(Some(600_000), 7), SaveMode::Create)
+            .await
+            .unwrap(),
+        SaveOutcome::Saved
+    );
+    eprintln!("save + WAIT 1 replica: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "one replica acknowledged: WAIT returns at once, not at its timeout ({:?})",
+        started.elapsed()
+    );
+    // No polling: WAIT made the save wait for the replica.
+    let on_replica: serde_json::Value =
+        serde_json::from_str(&replica.cli(&["GET", &key(id.as_str())])).unwrap();
+    assert_eq!(on_replica["views"], json!(7));
+    let sent = commands(&master);
+    assert_eq!(
+        (sent.get("set"), sent.get("wait")),
+        (Some(&1), Some(&1)),
+        "a save with WAIT: {sent:?}"
+    );
+
+    // More replicas than exist: the save still succeeds (it is on the master), after the
+    // WAIT timeout.
+    let greedy = RedisStore::builder(master.url())
+        .prefix(PREFIX)
+        .wait_for_replicas(2, Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(
+        greedy
+            .save(&id, &record(Some(600_000), 8), SaveMode::Update)
+            .await
+            .unwrap(),
+        SaveOutcome::Saved
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+/// Topologies shared by the tests that overlap in time: the first one starts it, the last
+/// one to finish stops it (a plain `static` is never dropped, so it would leave the
+/// servers running after the test binary exits). Each store gets a prefix of its own.
+mod shared {
+    use std::sync::{Arc, Mutex, Weak};
+
+    pub async fn topology<T: Send + Sync + 'static>(
+        slot: &'static Mutex<Weak<T>>,
+        start: fn() -> T,
+    ) -> Arc<T> {
+        tokio::task::spawn_blocking(move || {
+            let mut current = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(running) = current.upgrade() {
+                return running;
+            }
+            let started = Arc::new(start());
+            *current = Arc::downgrade(&started);
+            started
+        })
+        .await
+        .unwrap()
+    }
+
+    pub fn prefix() -> String {
+        format!("suite:{}:", tessera::SessionId::generate().unwrap())
+    }
+}
+
+/// The conformance suite on a Redis Cluster (three masters): every session key lives in
+/// its own slot, and the admin calls must SCAN every master and delete per slot.
+mod cluster {
+    use std::sync::{Arc, Mutex, Weak};
+    use std::time::{Duration, Instant};
+
+    use tessera::store::redis::RedisStore;
+    use tessera::{SaveMode, Store, StoreError};
+    use test_support::topology::Cluster;
+
+    use super::shared;
+    use crate::store_suite::{record, Made};
+
+    static CLUSTER: Mutex<Weak<Cluster>> = Mutex::new(Weak::new());
+
+    async fn make(default_ttl: Duration) -> Made {
+        let cluster = shared::topology(&CLUSTER, || Cluster::start(3, 0)).await;
+        let store = RedisStore::builder(cluster.url())
+            .prefix(shared::prefix())
+            .ttl(default_ttl)
+            .scan_count(7)
+            .connect()
+            .await
+            .unwrap();
+        (Box::new(cluster), Arc::new(store))
+    }
+
+    crate::store_suite!(make);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sessions_spread_over_every_master_and_admin_sees_them_all() {
+        let cluster = shared::topology(&CLUSTER, || Cluster::start(3, 0)).await;
+        let prefix = shared::prefix();
+        let store = RedisStore::builder(cluster.url())
+            .prefix(prefix.as_str())
+            .connect()
+            .await
+            .unwrap();
+        for n in 0..60 {
+            let id = tessera::SessionId::generate().unwrap();
+            store
+                .save(&id, &record(Some(600_000), n), SaveMode::Create)
+                .await
+                .unwrap();
+        }
+        let pattern = format!("{prefix}*");
+        for node in &cluster.nodes {
+            let keys = node.cli(&["--scan", "--pattern", &pattern]).lines().count();
+            assert!(keys > 0, "master {} holds none of the sessions", node.port);
+        }
+        assert_eq!(store.count().await.unwrap(), 60);
+        assert_eq!(store.ids().await.unwrap().len(), 60);
+        assert_eq!(store.clear().await.unwrap(), 60);
+        assert_eq!(store.count().await.unwrap(), 0);
+    }
+
+    /// A master that is down while it still owns slots: the admin calls fail with an
+    /// error naming it, instead of a short count or a hang.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn admin_calls_name_a_dead_master_instead_of_a_short_answer() {
+        let mut cluster = tokio::task::spawn_blocking(|| Cluster::start(3, 0))
+            .await
+            .unwrap();
+        let store = RedisStore::builder(cluster.url())
+            .prefix("dead:")
+            .command_timeout(Duration::from_millis(800))
+            .connect()
+            .await
+            .unwrap();
+        for n in 0..20 {
+            let id = tessera::SessionId::generate().unwrap();
+            store
+                .save(&id, &record(Some(600_000), n), SaveMode::Create)
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.count().await.unwrap(), 20);
+        let victim = cluster.nodes[1].port;
+        cluster.node(victim).kill();
+        let started = Instant::now();
+        let Err(e) = store.count().await else {
+            panic!("count with a dead master must fail, not answer a partial count");
+        };
+        let message = e.to_string();
+        assert!(matches!(e, StoreError::Backend { .. }), "{message}");
+        assert!(
+            message.contains(&victim.to_string()),
+            "names the dead master: {message}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        let Err(e) = store.clear().await else {
+            panic!("clear with a dead master must fail");
+        };
+        assert!(e.to_string().contains("already deleted"), "{e}");
+    }
+}
+
+/// The conformance suite through Redis Sentinel: the store asks the sentinels for the
+/// master.
+mod sentinel {
+    use std::sync::{Arc, Mutex, Weak};
+    use std::time::{Duration, Instant};
+
+    use tessera::store::redis::RedisStore;
+    use tessera::{SaveMode, SaveOutcome, SessionId, Store, StoreError};
+    use test_support::topology::SentinelSetup;
+
+    use super::shared;
+    use crate::store_suite::{record, Made};
+
+    static SETUP: Mutex<Weak<SentinelSetup>> = Mutex::new(Weak::new());
+
+    async fn make(default_ttl: Duration) -> Made {
+        let setup = shared::topology(&SETUP, SentinelSetup::start).await;
+        let store = RedisStore::builder(setup.url())
+            .prefix(shared::prefix())
+            .ttl(default_ttl)
+            .scan_count(7)
+            .connect()
+            .await
+            .unwrap();
+        (Box::new(setup), Arc::new(store))
+    }
+
+    crate::store_suite!(make);
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn urls_name_the_master_and_its_database() {
+        let setup = shared::topology(&SETUP, SentinelSetup::start).await;
+        let Err(StoreError::Backend { source, .. }) =
+            RedisStore::builder(setup.url().replace("/mymaster", "/nosuchmaster"))
+                .connect()
+                .await
+        else {
+            panic!("an unknown master name must fail to connect");
+        };
+        assert!(source.to_string().contains("nosuchmaster"), "{source}");
+
+        // ?db=3: the data lands in database 3 of the master.
+        let store = RedisStore::builder(format!("{}?db=3", setup.url()))
+            .prefix("db3:")
+            .connect()
+            .await
+            .unwrap();
+        let id = SessionId::generate().unwrap();
+        store
+            .save(&id, &record(Some(600_000), 1), SaveMode::Create)
+            .await
+            .unwrap();
+        let port = setup.master_port().to_string();
+        let got = test_support::redis_cli(
+            setup.master_port(),
+            &["-n", "3", "EXISTS", &format!("db3:{id}")],
+        );
+        assert_eq!(got, "1", "on master {port}, database 3");
+        assert!(
+            format!("{store:?}").starts_with("redis-sentinel://"),
+            "{store:?}"
+        );
+
+        // A lazy store finds the master on its first command.
+        let lazy = RedisStore::builder(setup.url())
+            .prefix("lazy:")
+            .connect_lazy()
+            .unwrap();
+        assert!(lazy.load(&id).await.unwrap().is_none());
+    }
+
+    /// A switchover (SENTINEL FAILOVER: the old master stays up, and Sentinel demotes it
+    /// only some ten seconds later) with the first sentinel dead: the store's
+    /// once-a-second check of the sentinels (or a READONLY / dropped connection) makes it
+    /// ask the live sentinels and write to the new master; failing calls fail fast.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn follows_a_switchover_and_skips_a_dead_sentinel() {
+        let mut setup = tokio::task::spawn_blocking(SentinelSetup::start)
+            .await
+            .unwrap();
+        let store = RedisStore::builder(setup.url())
+            .prefix("switch:")
+            .command_timeout(Duration::from_millis(800))
+            .connect()
+            .await
+            .unwrap();
+        let id = SessionId::generate().unwrap();
+        store
+            .save(&id, &record(Some(600_000), 1), SaveMode::Create)
+            .await
+            .unwrap();
+        let (old_master, replica) = (setup.master.port, setup.replica.port);
+        test_support::topology::wait_replica_caught_up(old_master, replica);
+        setup.kill_sentinel(0);
+        let answer = test_support::redis_cli(
+            setup.sentinel_ports[1],
+            &["SENTINEL", "FAILOVER", "mymaster"],
+        );
+        assert_eq!(answer, "OK");
+
+        let started = Instant::now();
+        let mut failures = 0;
+        let mut views = 1;
+        // Keep writing until a write has landed on the promoted replica.
+        loop {
+            let attempt = Instant::now();
+            match store
+                .save(&id, &record(Some(600_000), views + 1), SaveMode::Update)
+                .await
+            {
+                Ok(SaveOutcome::Saved) => {
+                    views += 1;
+                    if test_support::redis_cli(replica, &["ROLE"]).starts_with("master")
+                        && test_support::redis_cli(replica, &["GET", &format!("switch:{id}")])
+                            .contains(&format!("\"views\":{views}"))
+                    {
+                        break;
+                    }
+                }
+                Ok(other) => panic!("the session must survive the switchover: {other:?}"),
+                Err(e) => {
+                    failures += 1;
+                    assert!(
+                        attempt.elapsed() < Duration::from_millis(1_500),
+                        "a failing call must fail fast: {:?} for {e}",
+                        attempt.elapsed()
+                    );
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(45),
+                "no write on the new master after {:?} ({failures} failures)",
+                started.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        eprintln!(
+            "switchover: writes on the new master after {:?}, {failures} failed calls",
+            started.elapsed()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "followed well before Sentinel demotes the old master: {:?}",
+            started.elapsed()
+        );
+        // Never written to the demoted master: it is a replica, and the new master has
+        // everything.
+        setup.wait_failover(old_master);
+        let loaded = store.load(&id).await.unwrap().unwrap();
+        assert_eq!(loaded.data["views"], serde_json::json!(views));
+        assert_eq!(store.count().await.unwrap(), 1);
+    }
 }

@@ -1,0 +1,308 @@
+//! High availability, proven with real processes: `tessera serve` on Redis Sentinel and
+//! Redis Cluster while masters are SIGKILLed, and two instances behind a real nginx.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use test_support::topology::{wait_replica_caught_up, Cluster, Nginx, SentinelSetup};
+use test_support::{browser, RedisServer, TempDir, TesseraServer};
+
+const SECRET: &str = "ha-secret";
+const PREFIX: &str = "myapp:session:";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tessera"))
+}
+
+fn serve(dir: &TempDir, store: &str) -> TesseraServer {
+    TesseraServer::start(
+        bin(),
+        dir.path(),
+        &[
+            "--store",
+            store,
+            "--secret",
+            SECRET,
+            "--store-timeout-ms",
+            "1500",
+        ],
+        &[],
+    )
+}
+
+fn views_in(body: &str) -> Option<u64> {
+    if body.starts_with("Welcome") {
+        return Some(1);
+    }
+    body.strip_prefix("You have visited this page ")?
+        .strip_suffix(" times.")?
+        .parse()
+        .ok()
+}
+
+fn log_tail(server: &TesseraServer) -> String {
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// What a client saw through a failover.
+struct Outage {
+    /// The first 200's body.
+    body: String,
+    /// How many 503s came before it.
+    unavailable: usize,
+    /// The slowest 503.
+    slowest: Duration,
+}
+
+/// GETs `/` until it answers 200 or `within` runs out; every other answer must be a 503
+/// (never a hang past the client timeout, never a 500), and a quick one: the layer's
+/// store timeout is 1.5 s, and 8 s leaves room for a machine shared with benchmarks.
+async fn visit_through_failover(
+    server: &TesseraServer,
+    client: &reqwest::Client,
+    url: &str,
+    within: Duration,
+    diagnose: &dyn Fn() -> String,
+) -> Outage {
+    let start = Instant::now();
+    let mut unavailable = 0;
+    let mut slowest = Duration::ZERO;
+    loop {
+        let sent = Instant::now();
+        match client
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 200 => {
+                return Outage {
+                    body: r.text().await.unwrap(),
+                    unavailable,
+                    slowest,
+                }
+            }
+            Ok(r) => {
+                assert_eq!(r.status(), 503, "during a failover only 503 is acceptable");
+                unavailable += 1;
+                slowest = slowest.max(sent.elapsed());
+                assert!(
+                    sent.elapsed() < Duration::from_secs(8),
+                    "a 503 must come fast, not after {:?}; the server's log ends with:\n{}",
+                    sent.elapsed(),
+                    log_tail(server)
+                );
+            }
+            Err(e) => panic!(
+                "request failed instead of answering 503: {e}; the server's log ends with:\n{}",
+                log_tail(server)
+            ),
+        }
+        assert!(
+            start.elapsed() < within,
+            "no recovery within {within:?} ({unavailable} × 503); the server's log ends with:\n{}\n{}",
+            log_tail(server),
+            diagnose()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls a sentinel until it names another master than `old`; answers how long it took.
+fn watch_promotion(sentinel: u16, old: u16) -> std::thread::JoinHandle<Duration> {
+    let start = Instant::now();
+    std::thread::spawn(move || loop {
+        let answer = test_support::redis_cli(
+            sentinel,
+            &["SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster"],
+        );
+        let port = answer
+            .lines()
+            .nth(1)
+            .and_then(|p| p.trim().parse::<u16>().ok());
+        if port.is_some_and(|p| p != old) || start.elapsed() > Duration::from_secs(90) {
+            return start.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_failover_keeps_the_session() {
+    let mut setup = SentinelSetup::start();
+    let dir = TempDir::new().unwrap();
+    let server = serve(&dir, &setup.url());
+    let client = browser();
+    let url = format!("{}/", server.url());
+    for expected in 1..=2 {
+        let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+        assert_eq!(views_in(&body), Some(expected), "{body}");
+    }
+    let (old_master, replica) = (setup.master.port, setup.replica.port);
+    assert_eq!(setup.master_port(), old_master);
+    wait_replica_caught_up(old_master, replica);
+    setup.master.kill();
+    let killed = Instant::now();
+    let promoted = watch_promotion(setup.sentinel_ports[0], old_master);
+
+    let Outage {
+        body,
+        unavailable,
+        slowest,
+    } = visit_through_failover(&server, &client, &url, Duration::from_secs(60), &|| {
+        setup.sentinel_logs()
+    })
+    .await;
+    let recovered = killed.elapsed();
+    let promoted = promoted.join().unwrap();
+    assert_eq!(
+        body, "You have visited this page 3 times.",
+        "the session survived the failover"
+    );
+    setup.wait_failover(old_master);
+    assert_eq!(setup.master_port(), replica);
+    assert_eq!(
+        setup
+            .replica
+            .cli(&["--scan", "--pattern", &format!("{PREFIX}*")])
+            .lines()
+            .count(),
+        1,
+        "the session lives on the promoted replica"
+    );
+    let body = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert_eq!(body, "You have visited this page 4 times.");
+    eprintln!(
+        "sentinel failover: the sentinels named the new master {promoted:?} after the kill; \
+         {unavailable} requests answered 503 (the slowest in {slowest:?}); the app served again \
+         {recovered:?} after the kill",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_spreads_sessions_and_survives_a_master_failover() {
+    let mut cluster = Cluster::start(3, 1);
+    let dir = TempDir::new().unwrap();
+    let server = serve(&dir, &cluster.url());
+    let url = format!("{}/", server.url());
+    let browsers: Vec<reqwest::Client> = (0..30).map(|_| browser()).collect();
+    for round in 1..=2u64 {
+        for b in &browsers {
+            let body = b.get(&url).send().await.unwrap().text().await.unwrap();
+            assert_eq!(views_in(&body), Some(round), "{body}");
+        }
+    }
+    let masters = cluster.master_ports(cluster.nodes[0].port);
+    assert_eq!(masters.len(), 3);
+    for &port in &masters {
+        let keys = test_support::redis_cli(port, &["DBSIZE"]);
+        assert!(
+            keys.parse::<u64>().unwrap() > 0,
+            "master {port} holds no session"
+        );
+    }
+    let count = std::process::Command::new(bin())
+        .args([
+            "sessions",
+            "count",
+            "--store",
+            &cluster.url(),
+            "--prefix",
+            PREFIX,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&count.stdout).trim(),
+        "30",
+        "{}",
+        String::from_utf8_lossy(&count.stderr)
+    );
+
+    // Kill one master once its replica has everything; the cluster promotes the replica.
+    let victim = masters[0];
+    let replica = cluster
+        .nodes
+        .iter()
+        .map(|n| n.port)
+        .find(|&p| {
+            test_support::redis_cli(p, &["INFO", "replication"])
+                .contains(&format!("master_port:{victim}"))
+        })
+        .expect("the victim has a replica");
+    wait_replica_caught_up(victim, replica);
+    cluster.node(victim).kill();
+    let killed = Instant::now();
+    let (mut unavailable, mut slowest) = (0, Duration::ZERO);
+    for b in &browsers {
+        let outage =
+            visit_through_failover(&server, b, &url, Duration::from_secs(60), &String::new).await;
+        assert_eq!(views_in(&outage.body), Some(3), "{}", outage.body);
+        unavailable += outage.unavailable;
+        slowest = slowest.max(outage.slowest);
+    }
+    eprintln!(
+        "cluster failover: {unavailable} requests answered 503 (the slowest in {slowest:?}); \
+         all 30 sessions served again {:?} after the kill",
+        killed.elapsed()
+    );
+    cluster.wait_ok(&[victim]);
+    let live = cluster
+        .nodes
+        .iter()
+        .find(|n| n.port != victim)
+        .unwrap()
+        .port;
+    let seeds: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.port != victim)
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let count = std::process::Command::new(bin())
+        .args([
+            "sessions",
+            "count",
+            "--store",
+            &format!("redis-cluster://{}", seeds.join(",")),
+            "--prefix",
+            PREFIX,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&count.stdout).trim(),
+        "30",
+        "{}",
+        String::from_utf8_lossy(&count.stderr)
+    );
+    assert!(
+        cluster.master_ports(live).contains(&replica),
+        "the replica was promoted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_behind_nginx_share_sessions() {
+    let redis = RedisServer::start();
+    let dir = TempDir::new().unwrap();
+    let a = serve(&dir, &redis.url());
+    let mut b = serve(&dir, &redis.url());
+    let mut nginx = Nginx::start(&[a.addr, b.addr]);
+    let client = browser();
+    let url = format!("{}/", nginx.url());
+    for expected in 1..=20u64 {
+        if expected == 11 {
+            // One instance goes away mid-way; nginx sends everything to the other.
+            assert!(b.process.terminate(Duration::from_secs(10)));
+        }
+        let r = client.get(&url).send().await.unwrap();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "{body}\n{}", nginx.error_log());
+        assert_eq!(views_in(&body), Some(expected), "{body}");
+    }
+    nginx.stop();
+}
