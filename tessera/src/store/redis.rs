@@ -159,10 +159,10 @@ impl Default for Options {
 ///
 /// | operation | command(s) |
 /// |-----------|-----------|
-/// | load      | `GET key` |
+/// | load      | `GETEX key EX ttl`: loads and touches in one command, so a request that only reads its session costs one command (`GET key` with `disable_touch`/`disable_ttl`, or before Redis 6.2, or for `reload`) |
 /// | save, new session | `SET key json EX ttl NX` (a clash: another ID is chosen) |
 /// | save, loaded session | `SET key json EX ttl XX` (gone meanwhile: not written back) |
-/// | touch     | `EXPIRE key ttl` (none with `disable_touch` or `disable_ttl`) |
+/// | touch     | `EXPIRE key ttl`, only when the load could not touch (none with `disable_touch` or `disable_ttl`) |
 /// | destroy   | `DEL key` |
 /// | admin: list, count, clear | `SCAN cursor MATCH prefix* COUNT n` pages (+ `UNLINK` per page to clear) |
 /// | admin: inspect | `GET key` + `PTTL key`, pipelined |
@@ -314,6 +314,8 @@ struct Inner {
     options: Options,
     /// Where it connects, without credentials (for errors and logs).
     name: String,
+    /// The server refused `GETEX` (Redis before 6.2): load with `GET` and touch apart.
+    no_getex: std::sync::atomic::AtomicBool,
 }
 
 /// The topology behind the store. Each variant answers single-key commands (which a
@@ -1449,6 +1451,7 @@ impl RedisStoreBuilder {
                 connection,
                 options: self.options,
                 name,
+                no_getex: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -1995,13 +1998,11 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-#[async_trait]
-impl Store for RedisStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
-        let inner = &*self.inner;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(inner.key(id.as_str()));
-        let bytes = match inner.send("load", &cmd).await? {
+impl Inner {
+    /// Sends a load command (`GET`, or `GETEX` that also extends the TTL) and decodes the
+    /// session it answers.
+    async fn load_with(&self, id: &SessionId, cmd: &Cmd) -> Result<Option<Record>, StoreError> {
+        let bytes = match self.send("load", cmd).await? {
             Value::Nil => return Ok(None),
             Value::BulkString(bytes) => bytes,
             Value::ServerError(e) if is_wrongtype(&e) => {
@@ -2012,10 +2013,9 @@ impl Store for RedisStore {
                     )),
                 })
             }
-            other => inner.reply::<Vec<u8>>("load", other)?,
+            other => self.reply::<Vec<u8>>("load", other)?,
         };
-        inner
-            .options
+        self.options
             .serializer
             .deserialize(&bytes)
             .map(Some)
@@ -2023,6 +2023,55 @@ impl Store for RedisStore {
                 id: id.clone(),
                 source,
             })
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+        let inner = &*self.inner;
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(inner.key(id.as_str()));
+        inner.load_with(id, &cmd).await
+    }
+
+    /// `GETEX key EX ttl`: the load and the touch of a read-only request in one command
+    /// (connect-redis sends `GET`, then `EXPIRE`). With `disable_touch` or `disable_ttl`, a
+    /// plain `GET`; on a server without `GETEX` (before Redis 6.2), `GET` and the engine
+    /// touches at the end as before.
+    async fn load_and_touch(
+        &self,
+        id: &SessionId,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<Option<(Record, bool)>, StoreError> {
+        use std::sync::atomic::Ordering;
+        let inner = &*self.inner;
+        if inner.options.disable_touch || inner.options.disable_ttl {
+            // Touch is a no-op for this store: nothing left to do at the end either.
+            return Ok(self.load(id).await?.map(|r| (r, true)));
+        }
+        let Ttl::Seconds(ttl) = inner.ttl_for_touch(expires) else {
+            return Ok(self.load(id).await?.map(|r| (r, false)));
+        };
+        if inner.no_getex.load(Ordering::Relaxed) {
+            return Ok(self.load(id).await?.map(|r| (r, false)));
+        }
+        let mut cmd = redis::cmd("GETEX");
+        cmd.arg(inner.key(id.as_str())).arg("EX").arg(ttl);
+        match inner.load_with(id, &cmd).await {
+            Ok(found) => Ok(found.map(|r| (r, true))),
+            Err(StoreError::Backend { source, .. })
+                if source
+                    .to_string()
+                    .to_ascii_lowercase()
+                    .contains("unknown command") =>
+            {
+                tracing::info!(store = %inner.name, "the server has no GETEX (Redis < 6.2): loading with GET and touching with EXPIRE");
+                inner.no_getex.store(true, Ordering::Relaxed);
+                Ok(self.load(id).await?.map(|r| (r, false)))
+            }
+            Err(other) => Err(other),
+        }
     }
 
     async fn save(

@@ -127,14 +127,23 @@ async fn one_round_trip_per_request_as_connect_redis() {
         get(addr, "/", Some(&cookie)).await.body,
         "You have visited this page 2 times."
     );
+    // GETEX loads and extends the TTL in one command (connect-redis: GET, then SET).
     expect_commands(
         &server,
-        &[("get", 1), ("set", 1)],
+        &[("getex", 1), ("set", 1)],
         "a returning visitor on the counter",
     );
 
+    // A read-only request: one command, where connect-redis sends GET then EXPIRE; the
+    // TTL is extended all the same.
+    let key = format!("{PREFIX}{}", first.cookie_id().unwrap());
+    server.cli(&["EXPIRE", &key, "100"]);
+    server.cli(&["CONFIG", "RESETSTAT"]);
     assert_eq!(get(addr, "/views", Some(&cookie)).await.body, "2");
-    expect_commands(&server, &[("get", 1), ("expire", 1)], "a read-only route");
+    expect_commands(&server, &[("getex", 1)], "a read-only route");
+    let ttl: u64 = server.cli(&["TTL", &key]).parse().unwrap();
+    assert!(ttl > 1000, "the read extended the TTL: {ttl}");
+    server.cli(&["CONFIG", "RESETSTAT"]);
 
     assert_eq!(get(addr, "/untouched", Some(&cookie)).await.body, "ok");
     expect_commands(&server, &[], "a route that never looks at its session");
