@@ -53,14 +53,19 @@ pub fn values<'h>(headers: &'h HeaderMap, name: &'h str) -> impl Iterator<Item =
         })
 }
 
-/// `decodeURIComponent`: `None` on a malformed escape or bytes that are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+/// `decodeURIComponent`: `None` on a malformed escape or bytes that are not UTF-8. Also
+/// decodes the credentials of store URLs.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = s.get(i + 1..i + 3)?;
+            // `from_str_radix` would take "+1"; decodeURIComponent does not.
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {

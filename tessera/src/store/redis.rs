@@ -37,6 +37,7 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 
 use super::{SaveMode, SaveOutcome, Store, StoreError, Stored};
+use crate::cookie::percent_decode;
 use crate::id::SessionId;
 use crate::record::{CookieData, DecodeError, Record, Ttl};
 
@@ -1640,27 +1641,6 @@ impl MultiHostUrl {
             format!("{scheme}://{}/{}{db}", hosts.join(","), self.path)
         }
     }
-}
-
-/// `%XX` escapes decoded; `None` for a malformed escape or bytes that are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// Refuses what redis-rs would refuse less clearly.
