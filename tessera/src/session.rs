@@ -44,6 +44,17 @@ impl Engine {
         op: &'static str,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        // A store that answers on the first poll (MemoryStore always does) needs no timer:
+        // arming one costs more than the call itself.
+        let mut fut = std::pin::pin!(fut);
+        let first = std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+            std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
+            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        })
+        .await;
+        if let Some(result) = first {
+            return result;
+        }
         match tokio::time::timeout(self.config.store_timeout, fut).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout {
