@@ -302,7 +302,9 @@ impl Cluster {
     }
 }
 
-/// nginx, round robin over `upstreams`, on a free port of 127.0.0.1.
+/// nginx, round robin over `upstreams`, on a free port of 127.0.0.1. It runs as a single
+/// process (`master_process off`): a SIGKILL on drop would otherwise leave its worker
+/// behind, still listening.
 #[derive(Debug)]
 pub struct Nginx {
     /// Where it listens.
@@ -326,7 +328,7 @@ impl Nginx {
             .map(|a| format!("    server {a} max_fails=1 fail_timeout=2s;\n"))
             .collect();
         let conf = format!(
-            "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+            "master_process off;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
              events {{ worker_connections 256; }}\n\
              http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
                fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
