@@ -30,6 +30,20 @@ fn serve(dir: &TempDir, store: &str) -> TesseraServer {
     )
 }
 
+/// `tessera sessions count` on `store`: its output, or a panic with its error output.
+fn sessions_count(store: &str) -> String {
+    let out = std::process::Command::new(bin())
+        .args(["sessions", "count", "--store", store, "--prefix", PREFIX])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 fn views_in(body: &str) -> Option<u64> {
     if body.starts_with("Welcome") {
         return Some(1);
@@ -203,23 +217,7 @@ async fn cluster_spreads_sessions_and_survives_a_master_failover() {
             "master {port} holds no session"
         );
     }
-    let count = std::process::Command::new(bin())
-        .args([
-            "sessions",
-            "count",
-            "--store",
-            &cluster.url(),
-            "--prefix",
-            PREFIX,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&count.stdout).trim(),
-        "30",
-        "{}",
-        String::from_utf8_lossy(&count.stderr)
-    );
+    assert_eq!(sessions_count(&cluster.url()), "30");
 
     // Kill one master once its replica has everything; the cluster promotes the replica.
     let victim = masters[0];
@@ -261,22 +259,9 @@ async fn cluster_spreads_sessions_and_survives_a_master_failover() {
         .filter(|n| n.port != victim)
         .map(|n| format!("127.0.0.1:{}", n.port))
         .collect();
-    let count = std::process::Command::new(bin())
-        .args([
-            "sessions",
-            "count",
-            "--store",
-            &format!("redis-cluster://{}", seeds.join(",")),
-            "--prefix",
-            PREFIX,
-        ])
-        .output()
-        .unwrap();
     assert_eq!(
-        String::from_utf8_lossy(&count.stdout).trim(),
-        "30",
-        "{}",
-        String::from_utf8_lossy(&count.stderr)
+        sessions_count(&format!("redis-cluster://{}", seeds.join(","))),
+        "30"
     );
     assert!(
         cluster.master_ports(live).contains(&replica),

@@ -134,6 +134,17 @@ impl State {
         Some(entry)
     }
 
+    /// Moves a live entry's deadline; false when there is no live entry.
+    fn extend(&mut self, id: &SessionId, deadline: Instant, now: Instant) -> bool {
+        let Some(entry) = self.entries.get_mut(id).filter(|e| e.deadline > now) else {
+            return false;
+        };
+        let old = std::mem::replace(&mut entry.deadline, deadline);
+        self.deadlines.remove(&(old, id.clone()));
+        self.deadlines.insert((deadline, id.clone()));
+        true
+    }
+
     fn live(&self, id: &SessionId, now: Instant) -> Option<&Entry> {
         self.entries.get(id).filter(|e| e.deadline > now)
     }
@@ -179,16 +190,8 @@ impl Store for MemoryStore {
             return Ok(None);
         };
         let record = entry.record.clone();
-        let Some(deadline) = deadline else {
-            return Ok(Some((record, false)));
-        };
-        let old = entry.deadline;
-        state.deadlines.remove(&(old, id.clone()));
-        state.deadlines.insert((deadline, id.clone()));
-        if let Some(entry) = state.entries.get_mut(id) {
-            entry.deadline = deadline;
-        }
-        Ok(Some((record, true)))
+        let touched = deadline.is_some_and(|deadline| state.extend(id, deadline, now));
+        Ok(Some((record, touched)))
     }
 
     async fn save(
@@ -240,26 +243,16 @@ impl Store for MemoryStore {
         expires: Option<OffsetDateTime>,
     ) -> Result<bool, StoreError> {
         let now = Instant::now();
+        let deadline = self.deadline(Ttl::from_expiry(expires, self.shared.default_ttl));
         let mut state = self.shared.lock();
-        if state.live(id, now).is_none() {
-            return Ok(false);
+        match deadline {
+            Some(deadline) => Ok(state.extend(id, deadline, now)),
+            // Touched to an expiry already past: the session is over.
+            None => {
+                state.remove(id);
+                Ok(false)
+            }
         }
-        let Some(entry) = state.remove(id) else {
-            return Ok(false);
-        };
-        let Some(deadline) = self.deadline(Ttl::from_expiry(expires, self.shared.default_ttl))
-        else {
-            return Ok(false);
-        };
-        state.deadlines.insert((deadline, id.clone()));
-        state.entries.insert(
-            id.clone(),
-            Entry {
-                record: entry.record,
-                deadline,
-            },
-        );
-        Ok(true)
     }
 
     async fn ids(&self) -> Result<Vec<String>, StoreError> {
