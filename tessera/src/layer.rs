@@ -1,8 +1,9 @@
 //! `SessionLayer` and `SessionService`: the tower middleware.
 //!
-//! Per request it reads our cookies, keeps the first whose signature verifies, puts a
-//! [`Session`] in the request's extensions, calls the inner service, then lets the session
-//! decide what to write and appends the `Set-Cookie`. A store failure at that point turns
+//! Per request it hands the `Cookie` headers to a new [`Session`] (which verifies our
+//! cookie when it is first needed), puts the session in the request's extensions, calls
+//! the inner service, then lets the session decide what to write and appends the
+//! `Set-Cookie`. A store failure at that point turns
 //! the response into `503 Service Unavailable` (the handler's changes were not kept, so
 //! answering success would lie), logged with its cause.
 
@@ -18,8 +19,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::{ConfigError, SessionConfig};
-use crate::cookie;
-use crate::session::{Engine, Session};
+use crate::session::{Engine, RawCookies, Session};
 use crate::signing::Secrets;
 use crate::store::Store;
 
@@ -45,11 +45,7 @@ impl SessionLayer {
         config.validate()?;
         let secrets = Secrets::new(&config.secrets)?;
         Ok(SessionLayer {
-            engine: Arc::new(Engine {
-                store,
-                config,
-                secrets,
-            }),
+            engine: Arc::new(Engine::new(store, config, secrets)),
         })
     }
 
@@ -116,13 +112,10 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let engine = self.engine.clone();
 
-        let config = &engine.config;
-        // The first cookie of our name that verifies wins: a stray duplicate (another path
-        // or domain, or garbage planted by a subdomain) cannot knock the user out.
-        let verified = cookie::values(req.headers(), &config.name)
-            .find_map(|v| engine.secrets.unsign(&v).map(|(id, index)| (id, index, v)));
-        let secure = is_secure(&req, config.trust_proxy);
-        let session = Session::new(engine.clone(), verified, secure);
+        // The cookie is verified when the session is first needed, not here.
+        let cookies = RawCookies::from_headers(req.headers());
+        let secure = is_secure(&req, engine.config.trust_proxy);
+        let session = Session::new(engine.clone(), cookies, secure);
         req.extensions_mut().insert(session.clone());
 
         Box::pin(async move {

@@ -13,9 +13,11 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -35,9 +37,24 @@ pub(crate) struct Engine {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) config: SessionConfig,
     pub(crate) secrets: Secrets,
+    /// Whether store calls need the engine's timer: false when the store bounds its
+    /// own calls within `config.store_timeout` (see `Store::time_bound`).
+    own_timer: bool,
 }
 
 impl Engine {
+    pub(crate) fn new(store: Arc<dyn Store>, config: SessionConfig, secrets: Secrets) -> Self {
+        let own_timer = store
+            .time_bound()
+            .is_none_or(|bound| bound > config.store_timeout);
+        Engine {
+            store,
+            config,
+            secrets,
+            own_timer,
+        }
+    }
+
     /// Runs one store call under the configured timeout.
     async fn call<T>(
         &self,
@@ -54,6 +71,9 @@ impl Engine {
         .await;
         if let Some(result) = first {
             return result;
+        }
+        if !self.own_timer {
+            return fut.await;
         }
         match tokio::time::timeout(self.config.store_timeout, fut).await {
             Ok(result) => result,
@@ -133,11 +153,10 @@ pub struct Session {
 
 struct Inner {
     engine: Arc<Engine>,
-    /// The ID from a cookie that verified, and which secret verified it.
-    cookie_id: Option<(SessionId, SecretIndex)>,
-    /// The verified cookie value, kept to be sent back as it is (no second HMAC) while the
-    /// ID and the signing secret stay the same.
-    cookie_value: Option<String>,
+    /// The request's `Cookie` headers, parsed and verified only when first needed: a
+    /// route that never looks at its session costs no parsing and no HMAC.
+    cookies: RawCookies,
+    verified: OnceLock<Verified>,
     /// Whether the request came over TLS (for `secure: auto`).
     secure_request: bool,
     loaded: OnceCell<()>,
@@ -165,6 +184,48 @@ struct State {
     touched_on_load: bool,
 }
 
+/// The `Cookie` header values of a request, as the layer found them (a cheap reference
+/// count each, no copy of the bytes).
+pub(crate) enum RawCookies {
+    None,
+    One(HeaderValue),
+    Many(Vec<HeaderValue>),
+}
+
+impl RawCookies {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
+        let mut all = headers.get_all(COOKIE).iter();
+        match (all.next(), all.next()) {
+            (None, _) => RawCookies::None,
+            (Some(one), None) => RawCookies::One(one.clone()),
+            (Some(first), Some(second)) => {
+                let mut many = vec![first.clone(), second.clone()];
+                many.extend(all.cloned());
+                RawCookies::Many(many)
+            }
+        }
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, HeaderValue> {
+        match self {
+            RawCookies::None => [].iter(),
+            RawCookies::One(value) => std::slice::from_ref(value).iter(),
+            RawCookies::Many(values) => values.iter(),
+        }
+    }
+}
+
+/// What the request's cookie turned out to hold.
+struct Verified {
+    /// The ID from the first cookie of our name that verified, and which secret verified
+    /// it: a stray duplicate (another path or domain, or garbage planted by a subdomain)
+    /// cannot knock the user out.
+    id: Option<(SessionId, SecretIndex)>,
+    /// The verified cookie value, kept to be sent back as it is (no second HMAC) while the
+    /// ID and the signing secret stay the same.
+    value: Option<String>,
+}
+
 /// What the layer must do once the handler has answered.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
@@ -181,20 +242,12 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Session {
-    pub(crate) fn new(
-        engine: Arc<Engine>,
-        verified: Option<(SessionId, SecretIndex, String)>,
-        secure_request: bool,
-    ) -> Self {
-        let (cookie_id, cookie_value) = match verified {
-            Some((id, index, value)) => (Some((id, index)), (index == 0).then_some(value)),
-            None => (None, None),
-        };
+    pub(crate) fn new(engine: Arc<Engine>, cookies: RawCookies, secure_request: bool) -> Self {
         Session {
             inner: Arc::new(Inner {
                 engine,
-                cookie_id,
-                cookie_value,
+                cookies,
+                verified: OnceLock::new(),
                 secure_request,
                 loaded: OnceCell::new(),
                 state: Mutex::new(State::default()),
@@ -206,8 +259,27 @@ impl Session {
         &self.inner.engine
     }
 
+    /// The request's cookie, parsed and verified on the first call.
+    fn verified(&self) -> &Verified {
+        self.inner.verified.get_or_init(|| {
+            let engine = &self.inner.engine;
+            let found = cookie::values(self.inner.cookies.iter(), &engine.config.name)
+                .find_map(|v| engine.secrets.unsign(&v).map(|(id, index)| (id, index, v)));
+            match found {
+                Some((id, index, value)) => Verified {
+                    id: Some((id, index)),
+                    value: (index == 0).then_some(value),
+                },
+                None => Verified {
+                    id: None,
+                    value: None,
+                },
+            }
+        })
+    }
+
     fn cookie_id(&self) -> Option<&SessionId> {
-        self.inner.cookie_id.as_ref().map(|(id, _)| id)
+        self.verified().id.as_ref().map(|(id, _)| id)
     }
 
     /// Loads the session once per request: from the store when the cookie named one, else
@@ -588,6 +660,16 @@ impl Session {
             if destroyed {
                 return Ok(self.removal_cookie());
             }
+            // By default a session nobody looked at needs nothing: no I/O, and not even
+            // the cookie's signature is checked.
+            if !(unset
+                || config.rolling
+                || config.always_touch
+                || config.resave
+                || config.save_uninitialized)
+            {
+                return Ok(None);
+            }
             match self.cookie_id() {
                 Some(id) if unset => {
                     if config.unset == Unset::Destroy {
@@ -656,7 +738,7 @@ impl Session {
         // A cookie that verified with an older secret is re-signed with the current one
         // whenever the session is still stored, so old secrets can be retired sooner
         // (express re-signs only when it sends the cookie anyway).
-        let signed_with_old_secret = matches!(self.inner.cookie_id, Some((_, index)) if index > 0);
+        let signed_with_old_secret = matches!(self.verified().id, Some((_, index)) if index > 0);
         let send = if new_id {
             config.save_uninitialized || modified
         } else {
@@ -672,7 +754,7 @@ impl Session {
         let Some(cookie_data) = cookie_data else {
             return Ok(None);
         };
-        let value = match &self.inner.cookie_value {
+        let value = match &self.verified().value {
             Some(value) if !new_id => value.clone(),
             _ => engine.secrets.sign(&id),
         };
@@ -703,7 +785,7 @@ impl Session {
 
     /// A removal cookie, sent only when the browser may hold one of ours.
     fn removal_cookie(&self) -> Option<String> {
-        self.inner.cookie_id.as_ref()?;
+        self.cookie_id()?;
         let config = &self.engine().config;
         let cookie = lock(&self.inner.state)
             .record
@@ -751,7 +833,11 @@ impl State {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
-            .field("cookie_id", &self.cookie_id())
+            // Only what is known already: formatting must not verify the cookie.
+            .field(
+                "cookie_id",
+                &self.inner.verified.get().and_then(|v| v.id.as_ref()),
+            )
             .field("loaded", &self.inner.loaded.initialized())
             .finish_non_exhaustive()
     }
