@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 pub type Data = Map<String, Value>;
 
 /// A session as it is kept in a store: its cookie settings and its data.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Record {
     /// The cookie member (`originalMaxAge`, `expires`, attributes).
     pub cookie: CookieData,
@@ -80,6 +80,24 @@ pub enum DecodeError {
     /// A `cookie` member of the wrong shape.
     #[error("stored session has a malformed `cookie` member: {0}")]
     BadCookie(&'static str),
+}
+
+impl Clone for Record {
+    fn clone(&self) -> Self {
+        Record {
+            cookie: self.cookie.clone(),
+            data: self.data.clone(),
+            sheltered: self.sheltered,
+        }
+    }
+
+    // Field by field, so a store overwriting its copy of a session reuses the map's
+    // allocations (derived `Clone` would build a new record and drop the old one).
+    fn clone_from(&mut self, source: &Self) {
+        self.cookie.clone_from(&source.cookie);
+        self.data.clone_from(&source.data);
+        self.sheltered = source.sheltered;
+    }
 }
 
 impl Record {

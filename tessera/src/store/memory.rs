@@ -1,15 +1,18 @@
 //! `MemoryStore`: sessions in a `HashMap`, for tests and development.
 //!
-//! Expiry follows mini-redis's `db.rs`: an index of `(deadline, id)` in a `BTreeSet`, and a
+//! Expiry follows mini-redis's `db.rs`: an index of deadlines in a `BTreeMap`, and a
 //! background task that sleeps until the earliest deadline, purges, and is woken through a
-//! `Notify` when an earlier deadline arrives. Expired sessions are also purged on every
+//! `Notify` when an earlier deadline arrives. Unlike mini-redis, extending a session (every
+//! request does) leaves the index alone: an entry is indexed no later than its deadline, and
+//! the purge re-files one whose deadline moved on when its old one comes up. That keeps the
+//! request path to a hash lookup. Expired sessions are also purged on every
 //! write, so even without a runtime for the task (a store built outside tokio) nothing
 //! leaks — unlike express-session's MemoryStore, which prunes a session only when read.
 //! A drop guard stops the task when the last clone of the store is dropped.
 //!
 //! Nothing survives a restart; use `SqliteStore` or `RedisStore` for that.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -38,13 +41,20 @@ struct Shared {
 #[derive(Default)]
 struct State {
     entries: HashMap<SessionId, Entry>,
-    deadlines: BTreeSet<(Instant, SessionId)>,
+    /// Every entry under `(indexed, seq)`; see `Entry::indexed`.
+    deadlines: BTreeMap<(Instant, u64), SessionId>,
+    /// Makes index keys unique when two entries share a deadline.
+    next_seq: u64,
     shutdown: bool,
 }
 
 struct Entry {
     record: Record,
     deadline: Instant,
+    /// The deadline the index files this entry under: never later than `deadline`, so the
+    /// purge looks at the entry in time, and then re-files it if it was extended.
+    indexed: Instant,
+    seq: u64,
 }
 
 struct DropGuard(Arc<Shared>);
@@ -116,32 +126,70 @@ impl Shared {
 }
 
 impl State {
-    /// Removes every entry whose deadline has passed; answers the next deadline.
+    /// Removes every entry whose deadline has passed, and re-files the extended ones whose
+    /// index deadline came up; answers the next index deadline.
     fn purge(&mut self, now: Instant) -> Option<Instant> {
-        while let Some((deadline, id)) = self.deadlines.first().cloned() {
-            if deadline > now {
-                return Some(deadline);
+        while let Some(first) = self.deadlines.first_entry() {
+            if first.key().0 > now {
+                return Some(first.key().0);
             }
-            self.deadlines.pop_first();
-            self.entries.remove(&id);
+            let id = first.remove();
+            let Some(entry) = self.entries.get_mut(&id) else {
+                continue;
+            };
+            if entry.deadline <= now {
+                self.entries.remove(&id);
+            } else {
+                entry.indexed = entry.deadline;
+                self.deadlines.insert((entry.deadline, entry.seq), id);
+            }
         }
         None
     }
 
     fn remove(&mut self, id: &SessionId) -> Option<Entry> {
         let entry = self.entries.remove(id)?;
-        self.deadlines.remove(&(entry.deadline, id.clone()));
+        self.deadlines.remove(&(entry.indexed, entry.seq));
         Some(entry)
     }
 
-    /// Moves a live entry's deadline; false when there is no live entry.
+    /// Adds an entry; answers whether its deadline is now the earliest (the purge task
+    /// must be woken to sleep less).
+    fn insert(&mut self, id: &SessionId, record: Record, deadline: Instant) -> bool {
+        let earliest = self
+            .deadlines
+            .first_key_value()
+            .is_none_or(|((first, _), _)| deadline < *first);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.deadlines.insert((deadline, seq), id.clone());
+        self.entries.insert(
+            id.clone(),
+            Entry {
+                record,
+                deadline,
+                indexed: deadline,
+                seq,
+            },
+        );
+        earliest
+    }
+
+    /// Moves a live entry's deadline; false when there is no live entry. A later deadline
+    /// leaves the index as it is; an earlier one re-files the entry.
     fn extend(&mut self, id: &SessionId, deadline: Instant, now: Instant) -> bool {
         let Some(entry) = self.entries.get_mut(id).filter(|e| e.deadline > now) else {
             return false;
         };
-        let old = std::mem::replace(&mut entry.deadline, deadline);
-        self.deadlines.remove(&(old, id.clone()));
-        self.deadlines.insert((deadline, id.clone()));
+        entry.deadline = deadline;
+        if deadline < entry.indexed {
+            let key = (entry.indexed, entry.seq);
+            entry.indexed = deadline;
+            let seq = entry.seq;
+            if let Some(id) = self.deadlines.remove(&key) {
+                self.deadlines.insert((deadline, seq), id);
+            }
+        }
         true
     }
 
@@ -209,22 +257,26 @@ impl Store for MemoryStore {
             (SaveMode::Update, false) => return Ok(SaveOutcome::Gone),
             _ => {}
         }
-        state.remove(id);
         let Some(deadline) = self.deadline(record.ttl(self.shared.default_ttl)) else {
+            state.remove(id);
             return Ok(SaveOutcome::Gone);
         };
-        let earliest = state
-            .deadlines
-            .first()
-            .is_none_or(|(first, _)| deadline < *first);
-        state.deadlines.insert((deadline, id.clone()));
-        state.entries.insert(
-            id.clone(),
-            Entry {
-                record: record.clone(),
-                deadline,
-            },
-        );
+        let earliest = if exists {
+            let first = state
+                .deadlines
+                .first_key_value()
+                .map(|((first, _), _)| *first);
+            // An update writes over the stored record in place, reusing its allocations.
+            if let Some(entry) = state.entries.get_mut(id) {
+                entry.record.clone_from(record);
+            }
+            state.extend(id, deadline, now);
+            first.is_none_or(|first| deadline < first)
+        } else {
+            // A stale (expired, not yet purged) entry may hold this ID.
+            state.remove(id);
+            state.insert(id, record.clone(), deadline)
+        };
         drop(state);
         if earliest {
             self.shared.wake.notify_one();

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera::MemoryStore;
+use tessera::{MemoryStore, SaveMode, SaveOutcome, Store};
 
 use crate::store_suite::Made;
 
@@ -15,3 +15,63 @@ async fn make(default_ttl: Duration) -> Made {
 }
 
 crate::store_suite!(make);
+
+// The expiry index is lazy: extending a session leaves its index entry where it was, and
+// the purge re-files it when that deadline comes up. These check both ways a deadline
+// can move, and that the purge still frees what has expired.
+
+fn id() -> tessera::SessionId {
+    tessera::SessionId::generate().unwrap()
+}
+
+fn in_ms(ms: i64) -> Option<time::OffsetDateTime> {
+    Some(time::OffsetDateTime::now_utc() + time::Duration::milliseconds(ms))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extended_session_is_refiled_then_purged() {
+    let store = MemoryStore::new();
+    let id = id();
+    let saved = store
+        .save(
+            &id,
+            &crate::store_suite::record(Some(600), 1),
+            SaveMode::Create,
+        )
+        .await
+        .unwrap();
+    assert_eq!(saved, SaveOutcome::Saved);
+    assert!(store.touch(&id, in_ms(2_000)).await.unwrap());
+    // Past the first deadline: the purge ran, found it extended, and kept it.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(store.load(&id).await.unwrap().is_some());
+    assert_eq!(store.len(), 1);
+    // Past the second: gone, and freed without anyone asking for it.
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    assert!(store.load(&id).await.unwrap().is_none());
+    assert_eq!(store.len(), 0, "the purge task frees expired sessions");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shortened_session_expires_at_its_new_deadline() {
+    let store = MemoryStore::new();
+    let id = id();
+    store
+        .save(
+            &id,
+            &crate::store_suite::record(Some(60_000), 1),
+            SaveMode::Create,
+        )
+        .await
+        .unwrap();
+    let shorter = crate::store_suite::record(Some(500), 2);
+    let saved = store.save(&id, &shorter, SaveMode::Update).await.unwrap();
+    assert_eq!(saved, SaveOutcome::Saved);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(store.load(&id).await.unwrap().is_none());
+    assert_eq!(
+        store.len(),
+        0,
+        "the purge task woke for the earlier deadline"
+    );
+}
