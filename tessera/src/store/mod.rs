@@ -177,4 +177,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Deletes every session; answers how many were deleted (admin use).
     async fn clear(&self) -> Result<u64, StoreError>;
+
+    /// How long, at most, one call of the request path (`load`, `load_and_touch`, `save`,
+    /// `destroy`, `touch`) takes, when the store enforces such a bound itself; the call then
+    /// ends with [`StoreError::Timeout`]. `RedisStore` answers its command timeout.
+    ///
+    /// When the bound is within [`SessionConfig::store_timeout`](crate::SessionConfig::store_timeout),
+    /// the engine arms no timer of its own around the call: one timer per store call
+    /// instead of two. The default, `None`, keeps the engine's timer.
+    fn time_bound(&self) -> Option<Duration> {
+        None
+    }
 }

@@ -2041,6 +2041,7 @@ impl Store for RedisStore {
         }
         let mut cmd = redis::cmd("GETEX");
         cmd.arg(inner.key(id.as_str())).arg("EX").arg(ttl);
+        let started = tokio::time::Instant::now();
         match inner.load_with(id, &cmd).await {
             Ok(found) => Ok(found.map(|r| (r, true))),
             Err(StoreError::Backend { source, .. })
@@ -2051,7 +2052,19 @@ impl Store for RedisStore {
             {
                 tracing::info!(store = %inner.name, "the server has no GETEX (Redis < 6.2): loading with GET and touching with EXPIRE");
                 inner.no_getex.store(true, Ordering::Relaxed);
-                Ok(self.load(id).await?.map(|r| (r, false)))
+                // Within what is left of this call's budget: no call outlasts `time_bound`.
+                let left = inner
+                    .options
+                    .command_timeout
+                    .saturating_sub(started.elapsed());
+                match tokio::time::timeout(left, self.load(id)).await {
+                    Ok(loaded) => Ok(loaded?.map(|r| (r, false))),
+                    Err(_) => Err(StoreError::Timeout {
+                        store: inner.name.clone(),
+                        op: "load",
+                        after: inner.options.command_timeout,
+                    }),
+                }
             }
             Err(other) => Err(other),
         }
@@ -2190,6 +2203,13 @@ impl Store for RedisStore {
             Visit::Delete { deleted, .. } => Ok(deleted),
             Visit::Collect(_) => Ok(0),
         }
+    }
+
+    /// Every request-path call runs under the command timeout (plus the WAIT timeout for
+    /// a save that waits for replicas), so the engine need not time it again.
+    fn time_bound(&self) -> Option<Duration> {
+        let options = &self.inner.options;
+        Some(options.command_timeout + options.wait.map_or(Duration::ZERO, |w| w.timeout))
     }
 }
 
