@@ -11,10 +11,11 @@ import statistics
 import sys
 from html import escape
 
-ORDER = ["bare", "tessera-memory", "tessera-sqlite", "tessera-redis",
+ORDER = ["bare", "actix-bare", "tessera-memory", "tessera-sqlite", "tessera-redis",
          "tower-sessions", "actix-session", "express"]
 LABELS = {
     "bare": "bare axum",
+    "actix-bare": "bare actix-web",
     "tessera-memory": "Tessera · memory",
     "tessera-sqlite": "Tessera · SQLite",
     "tessera-redis": "Tessera · Redis",
@@ -24,6 +25,7 @@ LABELS = {
 }
 COLORS = {
     "bare": "#b0b7c3",
+    "actix-bare": "#c9b3ab",
     "tessera-memory": "#5b8def",
     "tessera-sqlite": "#3a6fd8",
     "tessera-redis": "#1f4fb5",

@@ -42,6 +42,9 @@ WORKLOAD_TEXT = {
 # name, label, command (with {port}, {redis}, {tmp}), store, group
 SERVERS = [
     ("bare", "bare axum (no sessions)", [f"{RELEASE}/bench-bare", "--port", "{port}"], "none"),
+    # The second ceiling: how much of the gap to actix-session is actix-web itself.
+    ("actix-bare", "bare actix-web (no sessions)",
+     [f"{RELEASE}/bench-actix-bare", "--port", "{port}"], "none"),
     ("tessera-memory", "Tessera + MemoryStore",
      [f"{RELEASE}/bench-tessera", "memory", "--port", "{port}"], "memory"),
     ("tessera-sqlite", "Tessera + SqliteStore",
@@ -569,6 +572,15 @@ def write_report(results, args, info, labels, skipped, started, finished):
                 cells.append(f"{ts['rps'] / ps['rps']:.2f}x" if "rps" in ps else "—")
             md.append(f"| {workload} | {t} | " + " | ".join(cells) + " |")
     md.append("")
+    # The framework gap, no session layer on either side: bare actix-web ÷ bare axum.
+    gap = []
+    for workload in WORKLOADS:
+        a = summary.get(workload, {}).get("actix-bare", {}).get("rps")
+        b = summary.get(workload, {}).get("bare", {}).get("rps")
+        if a and b:
+            gap.append(f"{workload} {a / b:.2f}x")
+    if gap:
+        md.append("Framework gap without sessions, bare actix-web ÷ bare axum: " + " · ".join(gap) + ".\n")
 
     md.append("## Bytes per stored session (Redis)\n")
     md.append("The record of a session holding `views` = 2 (after two `/counter` requests): `MEMORY USAGE key SAMPLES 0` and the value's length (`STRLEN`).\n")
