@@ -10,13 +10,11 @@
 //! attributes in its order (Domain, Path, Expires, HttpOnly, Secure, Partitioned, Priority,
 //! SameSite). express never writes `Max-Age`, only `Expires`, and neither do we.
 
-use std::fmt::Write as _;
-
 use http::HeaderValue;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::record::CookieData;
+use crate::record::{push_padded, push_year, CookieData};
 
 /// The longest cookie value (after decoding) that is looked at. A signed default ID is 77
 /// bytes; anything far longer is an attack or an accident, and is ignored unparsed.
@@ -59,32 +57,51 @@ pub fn values<'h>(
 pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            // `from_str_radix` would take "+1"; decodeURIComponent does not.
-            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let mut rest = bytes;
+    // Everything between escapes is copied as it is, a run at a time.
+    while let Some(at) = rest.iter().position(|&b| b == b'%') {
+        out.extend_from_slice(&rest[..at]);
+        let hex = rest.get(at + 1..at + 3)?;
+        out.push(hex_value(hex[0])? << 4 | hex_value(hex[1])?);
+        rest = &rest[at + 3..];
     }
+    out.extend_from_slice(rest);
     String::from_utf8(out).ok()
+}
+
+/// One hexadecimal digit's value (`from_str_radix` would also take a sign, which
+/// `decodeURIComponent` does not).
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// `encodeURIComponent`: everything but `A-Z a-z 0-9 - _ . ! ~ * ' ( )` percent-encoded.
 fn percent_encode(s: &str, out: &mut String) {
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // Runs of unreserved characters are copied whole: a signed ID has only a few bytes to
+    // escape (`:`, and `+` or `/` from the signature's base64). A run is ASCII, so its
+    // ends are character boundaries.
+    let mut start = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if matches!(b, b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'!' | b'~' | b'*' | b'\'' | b'(' | b')')
+        {
+            continue;
         }
+        if start < i {
+            out.push_str(&s[start..i]);
+        }
+        out.push('%');
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+        start = i + 1;
+    }
+    if start < s.len() {
+        out.push_str(&s[start..]);
     }
 }
 
@@ -113,10 +130,12 @@ fn render(
     out.push('=');
     percent_encode(value, &mut out);
     if let Some(domain) = &cookie.domain {
-        let _ = write!(out, "; Domain={domain}");
+        out.push_str("; Domain=");
+        out.push_str(domain);
     }
     if let Some(path) = &cookie.path {
-        let _ = write!(out, "; Path={path}");
+        out.push_str("; Path=");
+        out.push_str(path);
     }
     if let Some(at) = expires {
         out.push_str("; Expires=");
@@ -159,17 +178,20 @@ fn http_date(at: OffsetDateTime, out: &mut String) {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let at = at.to_offset(time::UtcOffset::UTC);
-    let _ = write!(
-        out,
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[at.weekday().number_days_from_monday() as usize],
-        at.day(),
-        MONTHS[u8::from(at.month()) as usize - 1],
-        at.year(),
-        at.hour(),
-        at.minute(),
-        at.second()
-    );
+    out.push_str(DAYS[at.weekday().number_days_from_monday() as usize]);
+    out.push_str(", ");
+    push_padded(out, at.day().into(), 2);
+    out.push(' ');
+    out.push_str(MONTHS[u8::from(at.month()) as usize - 1]);
+    out.push(' ');
+    push_year(out, at.year());
+    out.push(' ');
+    push_padded(out, at.hour().into(), 2);
+    out.push(':');
+    push_padded(out, at.minute().into(), 2);
+    out.push(':');
+    push_padded(out, at.second().into(), 2);
+    out.push_str(" GMT");
 }
 
 #[cfg(test)]
@@ -191,6 +213,37 @@ mod tests {
         let h = headers(&["a=1; connect.sid=first; b=2", "connect.sid=\"s%3Asecond\""]);
         let got: Vec<_> = values(h.get_all(COOKIE), "connect.sid").collect();
         assert_eq!(got, ["first", "s:second"]);
+    }
+
+    #[test]
+    fn encodes_and_decodes_as_javascript_uri_components() {
+        let mut out = String::new();
+        percent_encode("s:é+/a b.c-_!~*'()", &mut out);
+        assert_eq!(out, "s%3A%C3%A9%2B%2Fa%20b.c-_!~*'()");
+        assert_eq!(percent_decode(&out).as_deref(), Some("s:é+/a b.c-_!~*'()"));
+        assert_eq!(percent_decode("%3a%3A").as_deref(), Some("::"));
+        for bad in ["%", "%3", "%+1", "%zz", "%C3", "a%"] {
+            assert_eq!(percent_decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn writes_dates_as_javascript_does() {
+        let mut out = String::new();
+        http_date(
+            time::macros::datetime!(0005-01-02 03:04:05.006 UTC),
+            &mut out,
+        );
+        assert_eq!(out, "Sun, 02 Jan 0005 03:04:05 GMT");
+        assert_eq!(
+            crate::record::format_js_iso(time::macros::datetime!(0005-01-02 03:04:05.006 UTC)),
+            "0005-01-02T03:04:05.006Z"
+        );
+        let mut out = String::new();
+        push_padded(&mut out, 12_345, 2);
+        push_padded(&mut out, 7, 3);
+        push_padded(&mut out, 0, 1);
+        assert_eq!(out, "123450070");
     }
 
     #[test]

@@ -24,8 +24,10 @@ pub const MAX_ID_LEN: usize = 128;
 ///
 /// A `SessionId` is always well formed: it can only be made by [`SessionId::generate`] or by
 /// [`SessionId::parse`], which checks the shape.
+///
+/// Cloning is a reference count, not a copy: a request passes its ID around a few times.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(Box<str>);
+pub struct SessionId(Arc<str>);
 
 impl SessionId {
     /// A new random ID as express-session makes it: 24 bytes from the OS CSPRNG, base64url,
@@ -36,7 +38,7 @@ impl SessionId {
     pub fn generate() -> Result<Self, getrandom::Error> {
         let mut bytes = [0u8; 24];
         getrandom::fill(&mut bytes)?;
-        Ok(SessionId(URL_SAFE_NO_PAD.encode(bytes).into_boxed_str()))
+        Ok(SessionId(URL_SAFE_NO_PAD.encode(bytes).into()))
     }
 
     /// Checks that `s` has the shape of an ID and wraps it; `None` when it does not.

@@ -167,7 +167,8 @@ struct Inner {
 struct State {
     /// The current ID; set when the session is loaded or first needed.
     id: Option<SessionId>,
-    record: Option<Record>,
+    /// Shared with a save in flight rather than copied for it; changed copy-on-write.
+    record: Option<Arc<Record>>,
     /// The ID the store holds this session's record under, if any.
     stored_as: Option<SessionId>,
     /// Keys changed since the last save, and whether everything was cleared.
@@ -305,14 +306,14 @@ impl Session {
                     Some((id, (record, touched))) => {
                         state.id = Some(id.clone());
                         state.stored_as = Some(id);
-                        state.record = Some(record);
+                        state.record = Some(Arc::new(record));
                         state.touched_on_load = touched;
                     }
                     None => {
                         state.id = fresh;
-                        state.record = Some(Record::new(
+                        state.record = Some(Arc::new(Record::new(
                             self.engine().config.new_cookie(self.inner.secure_request),
-                        ));
+                        )));
                     }
                 }
                 Ok::<(), SessionError>(())
@@ -449,7 +450,7 @@ impl Session {
         let cookie = self.engine().config.new_cookie(self.inner.secure_request);
         let mut state = lock(&self.inner.state);
         state.id = Some(id);
-        state.record = Some(Record::new(cookie));
+        state.record = Some(Arc::new(Record::new(cookie)));
         state.stored_as = None;
         state.unsaved.clear();
         state.unsaved_clear = false;
@@ -499,7 +500,7 @@ impl Session {
             .await?
             .ok_or(SessionError::NotFound)?;
         let mut state = lock(&self.inner.state);
-        state.record = Some(record);
+        state.record = Some(Arc::new(record));
         state.unsaved.clear();
         state.unsaved_clear = false;
         Ok(())
@@ -539,13 +540,13 @@ impl Session {
     /// cookie sent without the handler having to change a field too.
     pub async fn set_max_age(&self, max_age: Option<Duration>) -> Result<(), SessionError> {
         self.with_state(|s| {
-            if let Some(record) = s.record.as_mut() {
+            if let Some(record) = s.record_mut() {
                 record.cookie.original_max_age =
                     max_age.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
             }
             s.reset_expiry();
             if max_age.is_none() {
-                if let Some(record) = s.record.as_mut() {
+                if let Some(record) = s.record_mut() {
                     record.cookie.expires = None;
                 }
             }
@@ -566,7 +567,7 @@ impl Session {
     /// [`set_max_age`](Self::set_max_age).
     pub async fn set_expires(&self, at: OffsetDateTime) -> Result<(), SessionError> {
         self.with_state(|s| {
-            if let Some(record) = s.record.as_mut() {
+            if let Some(record) = s.record_mut() {
                 record.cookie.expires = Some(to_millis(at));
                 record.cookie.original_max_age =
                     Some((at - OffsetDateTime::now_utc()).whole_milliseconds() as i64);
@@ -747,18 +748,14 @@ impl Session {
         if !send {
             return Ok(None);
         }
-        let cookie_data = lock(&self.inner.state)
-            .record
-            .as_ref()
-            .map(|r| r.cookie.clone());
-        let Some(cookie_data) = cookie_data else {
+        let Some(record) = lock(&self.inner.state).record.clone() else {
             return Ok(None);
         };
-        let value = match &self.verified().value {
-            Some(value) if !new_id => value.clone(),
-            _ => engine.secrets.sign(&id),
+        let header = match &self.verified().value {
+            Some(value) if !new_id => self.cookie_header(value, &record.cookie),
+            _ => self.cookie_header(&engine.secrets.sign(&id), &record.cookie),
         };
-        Ok(self.cookie_header(&value, &cookie_data))
+        Ok(header)
     }
 
     fn wants_secure(&self, cookie: &crate::record::CookieData) -> bool {
@@ -807,10 +804,15 @@ impl State {
     }
 
     fn data_mut(&mut self) -> &mut Data {
-        &mut self
+        let record = self
             .record
-            .get_or_insert_with(|| Record::new(Default::default()))
-            .data
+            .get_or_insert_with(|| Arc::new(Record::new(Default::default())));
+        &mut Arc::make_mut(record).data
+    }
+
+    /// The record to change; copied first only if a save still holds it.
+    fn record_mut(&mut self) -> Option<&mut Record> {
+        self.record.as_mut().map(Arc::make_mut)
     }
 
     fn changed(&mut self, key: &str) {
@@ -820,7 +822,7 @@ impl State {
 
     /// express's `Session#touch` / `Cookie#resetMaxAge`: expires = now + originalMaxAge.
     fn reset_expiry(&mut self) {
-        if let Some(record) = self.record.as_mut() {
+        if let Some(record) = self.record_mut() {
             if let Some(ms) = record.cookie.original_max_age {
                 record.cookie.expires = OffsetDateTime::now_utc()
                     .checked_add(time::Duration::milliseconds(ms))
