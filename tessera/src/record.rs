@@ -14,8 +14,11 @@
 
 use std::time::Duration;
 
+use std::borrow::Cow;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -124,7 +127,19 @@ impl Record {
     /// Reads a record from the JSON express-session and connect-redis store.
     pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
         let sheltered = shelter_lone_surrogates(bytes);
-        let value = serde_json::from_slice::<Value>(sheltered.as_deref().unwrap_or(bytes))?;
+        let json = sheltered.as_deref().unwrap_or(bytes);
+        // Straight from the text into the record: no tree of the whole document first.
+        // Anything that does not fit (not an object, a `cookie` that is not one) takes the
+        // slower path below, which tells exactly what is wrong.
+        let mut de = serde_json::Deserializer::from_slice(json);
+        if let Ok(decoded) = serde::Deserializer::deserialize_map(&mut de, RecordVisitor) {
+            if de.end().is_ok() {
+                let mut record = decoded?;
+                record.sheltered = sheltered.is_some();
+                return Ok(record);
+            }
+        }
+        let value = serde_json::from_slice::<Value>(json)?;
         match value {
             Value::Object(map) => {
                 let mut record = Self::from_map(map)?;
@@ -247,47 +262,189 @@ impl Serialize for CookieData {
     }
 }
 
+/// Reads a record object: the `cookie` member into [`CookieData`], every other member into
+/// the data map, in order. Shape errors of the cookie come back as the visitor's value, so
+/// they stay [`DecodeError`]s rather than JSON syntax errors.
+struct RecordVisitor;
+
+impl<'de> Visitor<'de> for RecordVisitor {
+    type Value = Result<Record, DecodeError>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a session object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut cookie = None;
+        let mut data = Data::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "cookie" {
+                cookie = Some(map.next_value_seed(CookieVisitor)?);
+            } else {
+                data.insert(key, map.next_value()?);
+            }
+        }
+        Ok(match cookie {
+            Some(Ok(cookie)) => Ok(Record {
+                cookie,
+                data,
+                sheltered: false,
+            }),
+            Some(Err(e)) => Err(e),
+            None => Err(DecodeError::MissingCookie),
+        })
+    }
+}
+
+/// Reads the `cookie` object member by member, without building a map of it first.
+struct CookieVisitor;
+
+impl<'de> DeserializeSeed<'de> for CookieVisitor {
+    type Value = Result<CookieData, DecodeError>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for CookieVisitor {
+    type Value = Result<CookieData, DecodeError>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a cookie object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut cookie = CookieData::default();
+        let mut problem = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let value: Value = map.next_value()?;
+            if problem.is_none() {
+                problem = cookie.set(key.0, value).err();
+            }
+        }
+        Ok(match problem {
+            None => Ok(cookie),
+            Some(e) => Err(e),
+        })
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
 impl CookieData {
     fn from_map(map: Map<String, Value>) -> Result<Self, DecodeError> {
         let mut cookie = CookieData::default();
         for (key, value) in map {
-            match key.as_str() {
-                "originalMaxAge" => {
-                    cookie.original_max_age = match &value {
-                        Value::Null => None,
-                        // JSON.stringify writes whole milliseconds; a fraction is tolerated.
-                        Value::Number(n) => Some(
-                            n.as_i64()
-                                .or_else(|| n.as_f64().map(|f| f as i64))
-                                .ok_or(DecodeError::BadCookie("originalMaxAge"))?,
-                        ),
-                        _ => return Err(DecodeError::BadCookie("originalMaxAge")),
-                    }
-                }
-                "expires" => {
-                    cookie.expires = match &value {
-                        Value::Null => None,
-                        Value::String(s) => Some(
-                            OffsetDateTime::parse(s, &Rfc3339)
-                                .map_err(|_| DecodeError::BadCookie("expires"))?,
-                        ),
-                        _ => return Err(DecodeError::BadCookie("expires")),
-                    }
-                }
-                "partitioned" => cookie.partitioned = value.as_bool(),
-                "priority" => cookie.priority = value.as_str().map(str::to_owned),
-                "secure" => cookie.secure = value.as_bool(),
-                "httpOnly" => cookie.http_only = value.as_bool(),
-                "domain" => cookie.domain = value.as_str().map(str::to_owned),
-                "path" => cookie.path = value.as_str().map(str::to_owned),
-                "sameSite" => cookie.same_site = Some(value),
-                _ => {
-                    cookie.extra.insert(key, value);
-                }
-            }
+            cookie.set(Cow::Owned(key), value)?;
         }
         Ok(cookie)
     }
+
+    /// Takes one member of express's cookie object; members it does not know are kept.
+    fn set(&mut self, key: Cow<'_, str>, value: Value) -> Result<(), DecodeError> {
+        let cookie = self;
+        match key.as_ref() {
+            "originalMaxAge" => {
+                cookie.original_max_age = match &value {
+                    Value::Null => None,
+                    // JSON.stringify writes whole milliseconds; a fraction is tolerated.
+                    Value::Number(n) => Some(
+                        n.as_i64()
+                            .or_else(|| n.as_f64().map(|f| f as i64))
+                            .ok_or(DecodeError::BadCookie("originalMaxAge"))?,
+                    ),
+                    _ => return Err(DecodeError::BadCookie("originalMaxAge")),
+                }
+            }
+            "expires" => {
+                cookie.expires = match &value {
+                    Value::Null => None,
+                    Value::String(s) => Some(
+                        parse_js_iso(s)
+                            .or_else(|| OffsetDateTime::parse(s, &Rfc3339).ok())
+                            .ok_or(DecodeError::BadCookie("expires"))?,
+                    ),
+                    _ => return Err(DecodeError::BadCookie("expires")),
+                }
+            }
+            "partitioned" => cookie.partitioned = value.as_bool(),
+            "priority" => cookie.priority = value.as_str().map(str::to_owned),
+            "secure" => cookie.secure = value.as_bool(),
+            "httpOnly" => cookie.http_only = value.as_bool(),
+            "domain" => cookie.domain = value.as_str().map(str::to_owned),
+            "path" => cookie.path = value.as_str().map(str::to_owned),
+            "sameSite" => cookie.same_site = Some(value),
+            _ => {
+                cookie.extra.insert(key.into_owned(), value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `Date#toISOString`'s exact shape, `2026-11-29T09:04:54.097Z`, read without a general
+/// RFC 3339 parser (every load reads one); `None` for anything else.
+fn parse_js_iso(s: &str) -> Option<OffsetDateTime> {
+    let b = s.as_bytes();
+    if b.len() != 24 || b[23] != b'Z' {
+        return None;
+    }
+    for (at, sep) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ] {
+        if b[at] != sep {
+            return None;
+        }
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let month = time::Month::try_from(u8::try_from(num(5, 7)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(
+        i32::try_from(num(0, 4)?).ok()?,
+        month,
+        u8::try_from(num(8, 10)?).ok()?,
+    )
+    .ok()?;
+    let time = time::Time::from_hms_milli(
+        u8::try_from(num(11, 13)?).ok()?,
+        u8::try_from(num(14, 16)?).ok()?,
+        u8::try_from(num(17, 19)?).ok()?,
+        u16::try_from(num(20, 23)?).ok()?,
+    )
+    .ok()?;
+    Some(date.with_time(time).assume_utc())
 }
 
 /// Where lone surrogates are sheltered: the last 2,048 code points of Unicode (the end of
@@ -381,16 +538,54 @@ fn unshelter_lone_surrogates(json: &[u8]) -> Vec<u8> {
 /// `Date#toISOString`: `2026-11-29T09:04:54.097Z`, always milliseconds, always UTC.
 pub fn format_js_iso(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.millisecond()
-    )
+    let mut out = String::with_capacity(24);
+    push_year(&mut out, at.year());
+    out.push('-');
+    push_padded(&mut out, u8::from(at.month()).into(), 2);
+    out.push('-');
+    push_padded(&mut out, at.day().into(), 2);
+    out.push('T');
+    push_padded(&mut out, at.hour().into(), 2);
+    out.push(':');
+    push_padded(&mut out, at.minute().into(), 2);
+    out.push(':');
+    push_padded(&mut out, at.second().into(), 2);
+    out.push('.');
+    push_padded(&mut out, at.millisecond().into(), 3);
+    out.push('Z');
+    out
+}
+
+/// `n` in decimal, zero-padded to `width` digits. Dates are written on every saved
+/// request (the record's `expires`, the cookie's `Expires`): this skips `fmt`'s machinery.
+pub(crate) fn push_padded(out: &mut String, n: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let start = at.min(digits.len().saturating_sub(width));
+    for &d in &digits[start..] {
+        out.push(char::from(d));
+    }
+}
+
+/// A year as `Date` writes it in these formats: four digits for years 0 to 9999; other
+/// years (which `time` only has with its `large-dates` feature) as plain numbers.
+pub(crate) fn push_year(out: &mut String, year: i32) {
+    match u32::try_from(year) {
+        Ok(y) if y <= 9999 => push_padded(out, y, 4),
+        _ => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{year}");
+        }
+    }
 }
 
 /// Truncates to whole milliseconds, the precision a JavaScript `Date` keeps.
@@ -461,6 +656,64 @@ mod tests {
         assert!(matches!(
             Record::from_json(br#"{"cookie":{"expires":"yesterday"}}"#),
             Err(DecodeError::BadCookie(_))
+        ));
+    }
+
+    #[test]
+    fn reads_to_iso_string_dates_as_rfc_3339_does() {
+        for s in [
+            "2026-11-29T09:04:54.097Z",
+            "2024-02-29T23:59:59.999Z",
+            "0001-01-01T00:00:00.000Z",
+        ] {
+            assert_eq!(
+                parse_js_iso(s),
+                OffsetDateTime::parse(s, &Rfc3339).ok(),
+                "{s}"
+            );
+        }
+        for s in [
+            "2026-13-01T00:00:00.000Z",
+            "2026-02-30T00:00:00.000Z",
+            "2026-11-29T24:00:00.000Z",
+            "2026-11-29T09:04:54.097+01:00",
+            "2026-11-29 09:04:54.097Z",
+            "+2026-11-29T09:04:54.09Z",
+        ] {
+            assert_eq!(parse_js_iso(s), None, "{s}");
+        }
+        // Other RFC 3339 forms are still read, by the general parser.
+        let r = Record::from_json(br#"{"cookie":{"expires":"2026-11-29T10:04:54.097+01:00"}}"#);
+        assert_eq!(
+            r.unwrap().cookie.expires,
+            OffsetDateTime::parse("2026-11-29T09:04:54.097Z", &Rfc3339).ok()
+        );
+    }
+
+    #[test]
+    fn decodes_odd_documents_as_a_json_tree_would() {
+        // The last of duplicate members wins, at the place of the first, as in JSON.parse.
+        let r = Record::from_json(
+            br#"{"a":1,"cookie":{"path":"/x"},"b":2,"a":3,"cookie":{"path":"/y"}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.cookie.path.as_deref(), Some("/y"));
+        assert_eq!(r.data.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(r.data["a"], 3);
+        // An escaped key is the same key.
+        let r = Record::from_json(br#"{"\u0063ookie":{"p\u0061th":"/"}}"#).unwrap();
+        assert_eq!(r.cookie.path.as_deref(), Some("/"));
+        assert!(matches!(
+            Record::from_json(br#"{"cookie":5}"#),
+            Err(DecodeError::BadCookie("not an object"))
+        ));
+        assert!(matches!(
+            Record::from_json(br#"{"cookie":{}} x"#),
+            Err(DecodeError::Json(_))
+        ));
+        assert!(matches!(
+            Record::from_json(br#"{"cookie":{"originalMaxAge":"1"}}"#),
+            Err(DecodeError::BadCookie("originalMaxAge"))
         ));
     }
 
