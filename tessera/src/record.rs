@@ -115,8 +115,12 @@ impl Record {
 
     /// The record as connect-redis's default serializer writes it (`JSON.stringify`).
     pub fn to_json(&self) -> Vec<u8> {
+        // Room for a typical session up front: growing the buffer reallocates.
+        let mut json = Vec::with_capacity(256);
         // Serializing maps of JSON values into a Vec cannot fail.
-        let json = serde_json::to_vec(self).unwrap_or_default();
+        if serde_json::to_writer(&mut json, self).is_err() {
+            json.clear();
+        }
         if self.sheltered {
             unshelter_lone_surrogates(&json)
         } else {

@@ -1714,6 +1714,15 @@ fn is_wrongtype(e: &redis::ServerError) -> bool {
 }
 
 impl Inner {
+    /// A command with room for its arguments (`data`: their total length in bytes), so
+    /// building it does not grow its buffers: each reallocation takes the allocator's
+    /// lock, which the runtime's other threads contend for while they free replies.
+    fn command(name: &'static str, args: usize, data: usize) -> Cmd {
+        let mut cmd = Cmd::with_capacity(args, name.len() + data);
+        cmd.arg(name);
+        cmd
+    }
+
     fn key(&self, id: &str) -> Vec<u8> {
         let mut key = Vec::with_capacity(self.options.prefix.len() + id.len());
         key.extend_from_slice(self.options.prefix.as_bytes());
@@ -1883,7 +1892,7 @@ impl Inner {
     }
 
     async fn del(&self, op: &'static str, key: &[u8]) -> Result<i64, StoreError> {
-        let mut cmd = redis::cmd("DEL");
+        let mut cmd = Self::command("DEL", 2, key.len());
         cmd.arg(key);
         let reply = self.send(op, &cmd).await?;
         self.reply(op, reply)
@@ -2013,8 +2022,9 @@ impl Inner {
 impl Store for RedisStore {
     async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
         let inner = &*self.inner;
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(inner.key(id.as_str()));
+        let key = inner.key(id.as_str());
+        let mut cmd = Inner::command("GET", 2, key.len());
+        cmd.arg(key);
         inner.load_with(id, &cmd).await
     }
 
@@ -2039,8 +2049,9 @@ impl Store for RedisStore {
         if inner.no_getex.load(Ordering::Relaxed) {
             return Ok(self.load(id).await?.map(|r| (r, false)));
         }
-        let mut cmd = redis::cmd("GETEX");
-        cmd.arg(inner.key(id.as_str())).arg("EX").arg(ttl);
+        let key = inner.key(id.as_str());
+        let mut cmd = Inner::command("GETEX", 4, key.len() + 2 + 20);
+        cmd.arg(key).arg("EX").arg(ttl);
         let started = tokio::time::Instant::now();
         match inner.load_with(id, &cmd).await {
             Ok(found) => Ok(found.map(|r| (r, true))),
@@ -2086,9 +2097,9 @@ impl Store for RedisStore {
             }
             return Ok(SaveOutcome::Gone);
         };
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&key)
-            .arg(inner.options.serializer.serialize(record));
+        let value = inner.options.serializer.serialize(record);
+        let mut cmd = Inner::command("SET", 6, key.len() + value.len() + 2 + 20 + 2);
+        cmd.arg(&key).arg(value);
         if !inner.options.disable_ttl {
             cmd.arg("EX").arg(ttl);
         }
@@ -2131,7 +2142,7 @@ impl Store for RedisStore {
         let key = inner.key(id.as_str());
         match inner.ttl_for_touch(expires) {
             Ttl::Seconds(ttl) => {
-                let mut cmd = redis::cmd("EXPIRE");
+                let mut cmd = Inner::command("EXPIRE", 3, key.len() + 20);
                 cmd.arg(&key).arg(ttl);
                 let reply = inner.send("touch", &cmd).await?;
                 inner.reply::<bool>("touch", reply)
