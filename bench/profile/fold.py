@@ -15,7 +15,7 @@ BUCKETS = [
     ("tessera: Record::to_json (encode)", r"tessera::record::.*to_json|Record.*Serialize|CookieData.*Serialize"),
     ("tessera: signing (HMAC sign/unsign)", r"tessera::signing::"),
     ("tessera: cookie (parse / Set-Cookie)", r"tessera::cookie::"),
-    ("tessera: id generation", r"tessera::id::"),
+    ("tessera: session IDs (make, parse, compare, hash)", r"tessera::id::"),
     ("tessera: RedisStore", r"tessera::store::redis::"),
     ("tessera: MemoryStore", r"tessera::store::memory::"),
     ("tessera: SqliteStore", r"tessera::store::sqlite::"),
