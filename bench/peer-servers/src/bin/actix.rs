@@ -3,8 +3,8 @@
 //! `SessionMiddleware` with its default private (encrypted) cookie, and a persistent
 //! session lifecycle of one day, like every other server's cookie max age. `Secure` is off
 //! because the benchmark speaks plain HTTP on loopback (the same for every server).
-//! Workers: actix's default (one per core). `--bare`: the same routes without the session
-//! middleware (actix-web's own ceiling, for `bench/profile` comparisons).
+//! Workers: actix's default (one per core). actix-web's own ceiling, without the session
+//! middleware, is `bench-actix-bare`.
 
 use actix_session::config::PersistentSession;
 use actix_session::storage::RedisSessionStore;
@@ -35,17 +35,6 @@ async fn main() -> std::io::Result<()> {
     // A fixed 64-byte key so restarts keep cookies valid (a deployment reads it from config).
     let key = Key::from(&[7u8; 64]);
     let ttl = Duration::seconds(bench_common::MAX_AGE.as_secs() as i64);
-    if std::env::args().any(|a| a == "--bare") {
-        let server = HttpServer::new(|| {
-            App::new()
-                .route("/counter", web::get().to(|| async { "views 1" }))
-                .route("/read", web::get().to(|| async { "views 1" }))
-                .route("/untouched", web::get().to(untouched))
-        })
-        .bind(bench_common::addr())?;
-        bench_common::announce("bare actix-web");
-        return server.run().await;
-    }
     let server = HttpServer::new(move || {
         App::new()
             .wrap(
