@@ -342,15 +342,13 @@ impl Session {
 
     /// The value under `key`, deserialized as `T`; `None` when absent.
     pub async fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SessionError> {
-        match self.get_value(key).await? {
-            None => Ok(None),
-            Some(value) => serde_json::from_value(value).map(Some).map_err(|source| {
-                SessionError::Deserialize {
-                    key: key.to_owned(),
-                    source,
-                }
-            }),
-        }
+        // Read in place, under the lock: no copy of the stored value first.
+        self.with_state(|s| s.data().get(key).map(T::deserialize).transpose())
+            .await?
+            .map_err(|source| SessionError::Deserialize {
+                key: key.to_owned(),
+                source,
+            })
     }
 
     /// The raw JSON value under `key`.
@@ -816,7 +814,10 @@ impl State {
     }
 
     fn changed(&mut self, key: &str) {
-        self.unsaved.insert(key.to_owned());
+        // A key changed twice in a request is noted once (and its name copied once).
+        if !self.unsaved.contains(key) {
+            self.unsaved.insert(key.to_owned());
+        }
         self.modified = true;
     }
 

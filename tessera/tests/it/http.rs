@@ -555,6 +555,37 @@ async fn corrupt_records_become_new_sessions() {
 }
 
 #[tokio::test]
+async fn a_value_of_another_type_is_a_500_and_the_session_stays() {
+    use tessera::record::Record;
+    let store = MemoryStore::new();
+    let addr = server(config(), Arc::new(store.clone())).await;
+    let reply = get(addr, "/", None).await;
+    let cookie = reply.cookie().unwrap();
+    let id = SessionId::parse(&reply.cookie_id().unwrap()).unwrap();
+    // Another app (Node, say) stored `views` as a string; `/views` reads it as a number.
+    let text = Record::from_json(
+        br#"{"cookie":{"originalMaxAge":null,"expires":null,"path":"/"},"views":"three"}"#,
+    )
+    .unwrap();
+    store
+        .save(&id, &text, tessera::SaveMode::Update)
+        .await
+        .unwrap();
+    let reply = get(addr, "/views", Some(&cookie)).await;
+    assert_eq!(reply.status, 500);
+    // The session is left as it was: a later read of the right type still works.
+    let number = Record::from_json(
+        br#"{"cookie":{"originalMaxAge":null,"expires":null,"path":"/"},"views":3}"#,
+    )
+    .unwrap();
+    store
+        .save(&id, &number, tessera::SaveMode::Update)
+        .await
+        .unwrap();
+    assert_eq!(get(addr, "/views", Some(&cookie)).await.body, "3");
+}
+
+#[tokio::test]
 async fn concurrent_sessions_stay_apart() {
     let addr = server(config(), Arc::new(MemoryStore::new())).await;
     let mut tasks = Vec::new();
