@@ -30,14 +30,18 @@ pub enum SessionsCommand {
     List(StoreArgs),
     /// Print one session's stored JSON, pretty, with its remaining TTL.
     Show {
-        /// The session ID (as in `list`).
+        /// The session ID (as in `list`). One in 64 generated IDs starts with `-`: it is
+        /// still the ID, not an option.
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Delete one session.
     Destroy {
-        /// The session ID (as in `list`).
+        /// The session ID (as in `list`). One in 64 generated IDs starts with `-`: it is
+        /// still the ID, not an option.
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[command(flatten)]
         store: StoreArgs,

@@ -370,6 +370,31 @@ async fn sessions_commands_on_the_memory_store() {
     assert_eq!(out.trim(), "deleted 0 sessions");
 }
 
+/// IDs are base64url, so one in 64 starts with `-` (and some with `--`): the commands that
+/// take an ID must read it as one, not as an unknown option.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_that_start_with_a_dash_are_ids_not_options() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let record = r#"{"cookie":{"originalMaxAge":null,"expires":null,"path":"/"},"views":7}"#;
+    for id in [
+        "-IsMJTqf6DfqSUQGbWG6EhzTxYN_Ph1",
+        "--sMJTqf6DfqSUQGbWG6EhzTxYN_Ph1",
+        "-y",
+    ] {
+        redis.cli(&["SET", &format!("{PREFIX}{id}"), record]);
+        let (ok, out, err) = tessera(&["sessions", "show", id, "--store", &url], "");
+        assert!(ok, "show {id}: {err}");
+        assert!(out.contains("\"views\": 7"), "{out}");
+        let (ok, out, err) = tessera(&["sessions", "destroy", id, "--store", &url], "");
+        assert!(ok, "destroy {id}: {err}");
+        assert_eq!(out.trim(), format!("destroyed {id}"));
+    }
+    let (ok, out, err) = tessera(&["sessions", "count", "--store", &url], "");
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "0");
+}
+
 /// The same commands on the embedded store, while the server that writes it runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_commands_on_the_sqlite_store() {
