@@ -43,13 +43,7 @@ async fn store_on(server: &RedisServer) -> RedisStore {
 
 async fn make(default_ttl: Duration) -> Made {
     let server = start_redis().await;
-    let store = RedisStore::builder(server.url())
-        .prefix(PREFIX)
-        .ttl(default_ttl)
-        .scan_count(7) // small pages, so the admin checks cross several SCAN pages
-        .connect()
-        .await
-        .unwrap();
+    let store = shared::suite_store(server.url(), PREFIX, default_ttl).await;
     (Box::new(server), Arc::new(store))
 }
 
@@ -833,6 +827,21 @@ mod shared {
     pub fn prefix() -> String {
         format!("suite:{}:", tessera::SessionId::generate().unwrap())
     }
+
+    /// The store the conformance suite runs on, whatever the topology behind `url`.
+    pub async fn suite_store(
+        url: String,
+        prefix: &str,
+        default_ttl: std::time::Duration,
+    ) -> tessera::store::redis::RedisStore {
+        tessera::store::redis::RedisStore::builder(url)
+            .prefix(prefix)
+            .ttl(default_ttl)
+            .scan_count(7) // small pages, so the admin checks cross several SCAN pages
+            .connect()
+            .await
+            .unwrap()
+    }
 }
 
 /// The conformance suite on a Redis Cluster (three masters): every session key lives in
@@ -852,13 +861,7 @@ mod cluster {
 
     async fn make(default_ttl: Duration) -> Made {
         let cluster = shared::topology(&CLUSTER, || Cluster::start(3, 0)).await;
-        let store = RedisStore::builder(cluster.url())
-            .prefix(shared::prefix())
-            .ttl(default_ttl)
-            .scan_count(7)
-            .connect()
-            .await
-            .unwrap();
+        let store = shared::suite_store(cluster.url(), &shared::prefix(), default_ttl).await;
         (Box::new(cluster), Arc::new(store))
     }
 
@@ -953,13 +956,7 @@ mod sentinel {
 
     async fn make(default_ttl: Duration) -> Made {
         let setup = shared::topology(&SETUP, SentinelSetup::start).await;
-        let store = RedisStore::builder(setup.url())
-            .prefix(shared::prefix())
-            .ttl(default_ttl)
-            .scan_count(7)
-            .connect()
-            .await
-            .unwrap();
+        let store = shared::suite_store(setup.url(), &shared::prefix(), default_ttl).await;
         (Box::new(setup), Arc::new(store))
     }
 
