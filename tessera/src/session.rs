@@ -659,30 +659,30 @@ impl Session {
             if destroyed {
                 return Ok(self.removal_cookie());
             }
-            // By default a session nobody looked at needs nothing: no I/O, and not even
-            // the cookie's signature is checked.
-            if !(unset
-                || config.rolling
-                || config.always_touch
-                || config.resave
-                || config.save_uninitialized)
-            {
-                return Ok(None);
-            }
-            match self.cookie_id() {
-                Some(id) if unset => {
-                    if config.unset == Unset::Destroy {
+            if unset {
+                if config.unset == Unset::Destroy {
+                    if let Some(id) = self.cookie_id() {
                         engine.call("destroy", engine.store.destroy(id)).await?;
                     }
-                    return Ok(None);
                 }
-                // rolling, always_touch and resave act on sessions the handler never
-                // looked at; they need the stored record (its own max age and cookie
-                // attributes, which may differ from the defaults), so load it.
-                Some(_) if config.rolling || config.always_touch || config.resave => {}
-                None if config.save_uninitialized && !unset => {}
-                // By default: nothing to do and no I/O.
-                _ => return Ok(None),
+                return Ok(None);
+            }
+            // rolling, always_touch and resave act on stored sessions the handler never
+            // looked at; they need the stored record (its own max age and cookie
+            // attributes, which may differ from the defaults), so it is loaded.
+            // save_uninitialized does the same for a request without a session.
+            let acts_on_stored = config.rolling || config.always_touch || config.resave;
+            // By default there is nothing to do: no I/O, and the cookie's signature is
+            // never even checked.
+            if !acts_on_stored && !config.save_uninitialized {
+                return Ok(None);
+            }
+            let load = match self.cookie_id() {
+                Some(_) => acts_on_stored,
+                None => config.save_uninitialized,
+            };
+            if !load {
+                return Ok(None);
             }
             self.ensure_loaded().await?;
         }
