@@ -74,6 +74,7 @@ pub mod config;
 mod cookie;
 mod error;
 pub mod id;
+mod js_number;
 mod layer;
 pub mod record;
 mod session;

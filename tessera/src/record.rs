@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Fields Tessera does not know (written by a Node app, say) are carried through untouched:
-//! the data map keeps insertion order and numbers keep their exact text, so a record read
+//! the data map keeps insertion order and numbers are written in JavaScript's text (every
+//! JavaScript number is a double, written as `JSON.stringify` writes it), so a record read
 //! and written back by Tessera is byte-for-byte what Node would write.
 
 use std::time::Duration;
@@ -22,6 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+
+use crate::js_number::JsFormatter;
 
 /// The application's session fields, in insertion order.
 pub type Data = Map<String, Value>;
@@ -117,8 +120,10 @@ impl Record {
     pub fn to_json(&self) -> Vec<u8> {
         // Room for a typical session up front: growing the buffer reallocates.
         let mut json = Vec::with_capacity(256);
-        // Serializing maps of JSON values into a Vec cannot fail.
-        if serde_json::to_writer(&mut json, self).is_err() {
+        // Serializing maps of JSON values into a Vec cannot fail. Numbers in JavaScript's
+        // text (see `js_number`), so what Node stored comes back byte for byte.
+        let mut serializer = serde_json::Serializer::with_formatter(&mut json, JsFormatter);
+        if self.serialize(&mut serializer).is_err() {
             json.clear();
         }
         if self.sheltered {
@@ -616,15 +621,30 @@ mod tests {
 
     #[test]
     fn keeps_unknown_fields_order_and_number_text() {
-        let json = r#"{"cookie":{"originalMaxAge":null,"expires":null,"httpOnly":true,"path":"/","x-custom":1},"z":1,"a":{"n":[1.5,1e+21,100000000000000000000,-0,12345678901234567890123]},"m":"ü\u2028"}"#;
+        // Numbers as JSON.stringify writes them, among them the ones serde_json would
+        // write differently (`1e21`, `1.5e300`, `1.2345678901234568e20`).
+        let numbers = "[1.5,1e+21,1.5e+300,123456789012345680000,-0.000001,1e-7,5e-324,18446744073709552000,-9007199254740991,0.30000000000000004]";
+        let json = format!(
+            r#"{{"cookie":{{"originalMaxAge":null,"expires":null,"httpOnly":true,"path":"/","x-custom":1}},"z":1,"a":{{"n":{numbers}}},"m":"ü\u2028"}}"#
+        );
         let record = Record::from_json(json.as_bytes()).unwrap();
         assert_eq!(record.data.keys().collect::<Vec<_>>(), ["z", "a", "m"]);
         let out = String::from_utf8(record.to_json()).unwrap();
+        assert!(out.contains(numbers), "{out}");
+        assert!(out.contains(r#""x-custom":1"#), "{out}");
+    }
+
+    #[test]
+    fn numbers_from_rust_are_written_as_javascript_would() {
+        let mut record = Record::from_json(NO_MAX_AGE.as_bytes()).unwrap();
+        record.data.insert("big".into(), serde_json::json!(1e21));
+        record.data.insert("whole".into(), serde_json::json!(2.0));
+        record.data.insert("u".into(), serde_json::json!(u64::MAX));
+        let out = String::from_utf8(record.to_json()).unwrap();
         assert!(
-            out.contains(r#"[1.5,1e+21,100000000000000000000,-0,12345678901234567890123]"#),
+            out.ends_with(r#""big":1e+21,"whole":2,"u":18446744073709551615}"#),
             "{out}"
         );
-        assert!(out.contains(r#""x-custom":1"#), "{out}");
     }
 
     #[test]
