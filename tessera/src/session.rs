@@ -13,6 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -61,28 +62,32 @@ impl Engine {
         op: &'static str,
         fut: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
+        use std::task::Poll;
         // A store that answers on the first poll (MemoryStore always does) needs no timer:
-        // arming one costs more than the call itself.
+        // arming one costs more than the call itself. A store that bounds its own calls
+        // (`Store::time_bound`) needs none either. Otherwise the timer is boxed when it is
+        // armed: kept inline, it would add its size to every request's future for the
+        // calls that never need it.
         let mut fut = std::pin::pin!(fut);
-        let first = std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
-            std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
-            std::task::Poll::Pending => std::task::Poll::Ready(None),
+        let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let mut first = true;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            if std::mem::take(&mut first) && self.own_timer {
+                timer = Some(Box::pin(tokio::time::sleep(self.config.store_timeout)));
+            }
+            match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(StoreError::Timeout {
+                    store: format!("{:?}", self.store),
+                    op,
+                    after: self.config.store_timeout,
+                })),
+                _ => Poll::Pending,
+            }
         })
-        .await;
-        if let Some(result) = first {
-            return result;
-        }
-        if !self.own_timer {
-            return fut.await;
-        }
-        match tokio::time::timeout(self.config.store_timeout, fut).await {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Timeout {
-                store: format!("{:?}", self.store),
-                op,
-                after: self.config.store_timeout,
-            }),
-        }
+        .await
     }
 
     fn new_id(&self) -> Result<SessionId, SessionError> {
@@ -684,7 +689,9 @@ impl Session {
             if !load {
                 return Ok(None);
             }
-            self.ensure_loaded().await?;
+            // Boxed: the load's state would otherwise be part of every request's future,
+            // and this path is only for the options above.
+            Box::pin(self.ensure_loaded()).await?;
         }
 
         let (destroyed, unset, stored_as) = {

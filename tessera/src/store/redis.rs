@@ -337,7 +337,9 @@ impl Connection {
     async fn request(&self, cmd: &Cmd) -> Result<Value, RedisError> {
         match self {
             Connection::Standalone(manager) => manager.clone().req_packed_command(cmd).await,
-            Connection::Sentinel(link) => link.request(cmd).await,
+            // Boxed: the Sentinel path's state (resolve, then send) is several times the
+            // others', and every command's future would be as large as the largest arm.
+            Connection::Sentinel(link) => Box::pin(link.request(cmd)).await,
             Connection::Cluster(cluster) => {
                 cluster.connection.clone().req_packed_command(cmd).await
             }
@@ -1775,7 +1777,19 @@ impl Inner {
         budget: Duration,
         fut: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(budget, fut).await {
+        let outcome = tokio::time::timeout(budget, fut).await;
+        self.settle(op, budget, outcome)
+    }
+
+    /// A command's outcome under a budget, as the store reports it: a Redis error as
+    /// [`StoreError::Backend`], the budget running out as [`StoreError::Timeout`].
+    fn settle<T>(
+        &self,
+        op: &'static str,
+        budget: Duration,
+        outcome: Result<Result<T, RedisError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
+        match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(self.error(op, e)),
             Err(_) => Err(StoreError::Timeout {
@@ -1788,23 +1802,34 @@ impl Inner {
 
     /// Sends one command (retried once on a connection found broken), under the timeout.
     /// A server error comes back as `Value::ServerError` for the caller to judge.
+    ///
+    /// The timeout is awaited here, not through [`timed`](Self::timed): an `async fn` that
+    /// takes a future as its argument keeps that future twice in its state, and this
+    /// state ends up in the future the `Store` trait boxes on every request, where a box
+    /// over about 1 KiB misses malloc's per-thread cache and takes an arena lock.
     async fn send(&self, op: &'static str, cmd: &Cmd) -> Result<Value, StoreError> {
         let generation = self.connection.generation();
-        let result = self
-            .timed(op, async {
-                match self.connection.request(cmd).await {
-                    Err(e) if is_stale_connection(&e) => {
-                        tracing::debug!(store = %self.name, error = %e, "Redis connection was broken; retrying once on a new one");
-                        self.connection.request(cmd).await
-                    }
-                    other => other,
-                }
-            })
-            .await;
+        let budget = self.options.command_timeout;
+        let outcome = tokio::time::timeout(budget, self.request(cmd)).await;
+        let result = self.settle(op, budget, outcome);
         if matches!(result, Err(StoreError::Timeout { .. })) {
             self.connection.timed_out(generation);
         }
         result
+    }
+
+    /// One command, retried once on a connection found broken.
+    async fn request(&self, cmd: &Cmd) -> Result<Value, RedisError> {
+        // Bound, then matched: awaited inside the `match`, the first attempt's future would
+        // stay in the state beside the retry's.
+        let first = self.connection.request(cmd).await;
+        match first {
+            Err(e) if is_stale_connection(&e) => {
+                tracing::debug!(store = %self.name, error = %e, "Redis connection was broken; retrying once on a new one");
+                self.connection.request(cmd).await
+            }
+            other => other,
+        }
     }
 
     async fn send_pipeline(
@@ -1817,6 +1842,7 @@ impl Inner {
             .await
     }
 
+    /// [`send`](Self::send) for a pipeline, under `budget`.
     async fn send_pipeline_within(
         &self,
         op: &'static str,
@@ -1825,20 +1851,27 @@ impl Inner {
         budget: Duration,
     ) -> Result<Vec<Value>, StoreError> {
         let generation = self.connection.generation();
-        let result = self
-            .timed_within(op, budget, async {
-                match self.connection.request_pipeline(pipe, count).await {
-                    Err(e) if is_stale_connection(&e) => {
-                        self.connection.request_pipeline(pipe, count).await
-                    }
-                    other => other,
-                }
-            })
-            .await;
+        let outcome = tokio::time::timeout(budget, self.request_pipeline(pipe, count)).await;
+        let result = self.settle(op, budget, outcome);
         if matches!(result, Err(StoreError::Timeout { .. })) {
             self.connection.timed_out(generation);
         }
         result
+    }
+
+    /// One pipeline, retried once on a connection found broken.
+    async fn request_pipeline(
+        &self,
+        pipe: &Pipeline,
+        count: usize,
+    ) -> Result<Vec<Value>, RedisError> {
+        let first = self.connection.request_pipeline(pipe, count).await;
+        match first {
+            Err(e) if is_stale_connection(&e) => {
+                self.connection.request_pipeline(pipe, count).await
+            }
+            other => other,
+        }
     }
 
     /// A reply as `T`, a server error as [`StoreError::Backend`].
@@ -2039,27 +2072,40 @@ impl Store for RedisStore {
     ) -> Result<Option<(Record, bool)>, StoreError> {
         use std::sync::atomic::Ordering;
         let inner = &*self.inner;
-        if inner.options.disable_touch || inner.options.disable_ttl {
-            // Touch is a no-op for this store: nothing left to do at the end either.
-            return Ok(self.load(id).await?.map(|r| (r, true)));
-        }
-        let Ttl::Seconds(ttl) = inner.ttl_for_touch(expires) else {
-            return Ok(self.load(id).await?.map(|r| (r, false)));
+        // `GETEX` when the TTL is to be extended and the server has the command; else
+        // `GET`, and the engine touches at the end unless touching is off for this store.
+        // One load future either way: the state every request boxes stays small.
+        let touch_off = inner.options.disable_touch || inner.options.disable_ttl;
+        let getex_ttl = match inner.ttl_for_touch(expires) {
+            Ttl::Seconds(ttl) if !touch_off && !inner.no_getex.load(Ordering::Relaxed) => Some(ttl),
+            _ => None,
         };
-        if inner.no_getex.load(Ordering::Relaxed) {
-            return Ok(self.load(id).await?.map(|r| (r, false)));
-        }
         let key = inner.key(id.as_str());
-        let mut cmd = Inner::command("GETEX", 4, key.len() + 2 + 20);
-        cmd.arg(key).arg("EX").arg(ttl);
+        let cmd = match getex_ttl {
+            Some(ttl) => {
+                let mut cmd = Inner::command("GETEX", 4, key.len() + 2 + 20);
+                cmd.arg(key).arg("EX").arg(ttl);
+                cmd
+            }
+            None => {
+                let mut cmd = Inner::command("GET", 2, key.len());
+                cmd.arg(key);
+                cmd
+            }
+        };
+        let touched = touch_off || getex_ttl.is_some();
         let started = tokio::time::Instant::now();
-        match inner.load_with(id, &cmd).await {
-            Ok(found) => Ok(found.map(|r| (r, true))),
+        // Bound first, matched after: a future awaited in the `match` itself would stay
+        // in the state through the arms, beside the fallback's.
+        let loaded = inner.load_with(id, &cmd).await;
+        match loaded {
+            Ok(found) => Ok(found.map(|r| (r, touched))),
             Err(StoreError::Backend { source, .. })
-                if source
-                    .to_string()
-                    .to_ascii_lowercase()
-                    .contains("unknown command") =>
+                if getex_ttl.is_some()
+                    && source
+                        .to_string()
+                        .to_ascii_lowercase()
+                        .contains("unknown command") =>
             {
                 tracing::info!(store = %inner.name, "the server has no GETEX (Redis < 6.2): loading with GET and touching with EXPIRE");
                 inner.no_getex.store(true, Ordering::Relaxed);
@@ -2068,7 +2114,9 @@ impl Store for RedisStore {
                     .options
                     .command_timeout
                     .saturating_sub(started.elapsed());
-                match tokio::time::timeout(left, self.load(id)).await {
+                // Boxed: this path runs once per store, and would otherwise enlarge
+                // every load's future.
+                match tokio::time::timeout(left, Box::pin(self.load(id))).await {
                     Ok(loaded) => Ok(loaded?.map(|r| (r, false))),
                     Err(_) => Err(StoreError::Timeout {
                         store: inner.name.clone(),
@@ -2109,7 +2157,8 @@ impl Store for RedisStore {
         });
         let reply = match inner.options.wait {
             None => inner.send("save", &cmd).await?,
-            Some(wait) => inner.save_and_wait(cmd, wait).await?,
+            // Boxed: SET + WAIT's state would double the size of every save's future.
+            Some(wait) => Box::pin(inner.save_and_wait(cmd, wait)).await?,
         };
         match reply {
             Value::Nil => Ok(match mode {
@@ -2227,6 +2276,35 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every request boxes these futures (the `Store` trait is object safe through
+    /// `async_trait`); under about 1 KiB, glibc's malloc serves them from its per-thread
+    /// cache instead of taking an arena lock (see `layer`'s test of its own future).
+    #[tokio::test]
+    async fn request_path_futures_stay_under_a_kibibyte() {
+        let store = RedisStore::builder("redis://127.0.0.1:1")
+            .connect_lazy()
+            .unwrap();
+        let id = SessionId::parse("id").unwrap();
+        let record =
+            Record::from_json(br#"{"cookie":{"originalMaxAge":null,"expires":null}}"#).unwrap();
+        let sizes = [
+            ("load", std::mem::size_of_val(&*store.load(&id))),
+            (
+                "load_and_touch",
+                std::mem::size_of_val(&*store.load_and_touch(&id, None)),
+            ),
+            (
+                "save",
+                std::mem::size_of_val(&*store.save(&id, &record, SaveMode::Update)),
+            ),
+            ("touch", std::mem::size_of_val(&*store.touch(&id, None))),
+            ("destroy", std::mem::size_of_val(&*store.destroy(&id))),
+        ];
+        for (call, size) in sizes {
+            assert!(size <= 1000, "{call}'s future is {size} bytes");
+        }
+    }
 
     #[test]
     fn scan_pattern_escapes_glob_characters() {
