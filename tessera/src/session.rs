@@ -11,7 +11,6 @@
 //! a save never resurrects a session destroyed meanwhile, and changing the cookie's
 //! lifetime counts as a modification.
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -176,9 +175,9 @@ struct State {
     record: Option<Arc<Record>>,
     /// The ID the store holds this session's record under, if any.
     stored_as: Option<SessionId>,
-    /// Keys changed since the last save, and whether everything was cleared.
-    unsaved: BTreeSet<String>,
-    unsaved_clear: bool,
+    /// Whether a key, the cookie or the whole data changed since the last save. Which
+    /// keys does not matter: a save writes the whole record.
+    unsaved: bool,
     /// Whether anything changed since the request began (express's `isModified`, which also
     /// counts a new ID).
     modified: bool,
@@ -384,7 +383,7 @@ impl Session {
         self.with_state(|s| {
             if s.data().get(key) != Some(&value) {
                 s.data_mut().insert(key.to_owned(), value);
-                s.changed(key);
+                s.changed();
             }
         })
         .await
@@ -408,7 +407,7 @@ impl Session {
         self.with_state(|s| {
             let old = s.data_mut().shift_remove(key);
             if old.is_some() {
-                s.changed(key);
+                s.changed();
             }
             old
         })
@@ -420,8 +419,7 @@ impl Session {
         self.with_state(|s| {
             if !s.data().is_empty() {
                 s.data_mut().clear();
-                s.unsaved.clear();
-                s.unsaved_clear = true;
+                s.unsaved = true;
                 s.modified = true;
             }
         })
@@ -455,8 +453,7 @@ impl Session {
         state.id = Some(id);
         state.record = Some(Arc::new(Record::new(cookie)));
         state.stored_as = None;
-        state.unsaved.clear();
-        state.unsaved_clear = false;
+        state.unsaved = false;
         state.destroyed = false;
         state.unset = false;
         // A new ID is a modification (express compares the ID too): the new session is
@@ -504,8 +501,7 @@ impl Session {
             .ok_or(SessionError::NotFound)?;
         let mut state = lock(&self.inner.state);
         state.record = Some(Arc::new(record));
-        state.unsaved.clear();
-        state.unsaved_clear = false;
+        state.unsaved = false;
         Ok(())
     }
 
@@ -554,7 +550,7 @@ impl Session {
                 }
             }
             s.modified = true;
-            s.unsaved.insert("cookie".into());
+            s.unsaved = true;
         })
         .await
     }
@@ -576,7 +572,7 @@ impl Session {
                     Some((at - OffsetDateTime::now_utc()).whole_milliseconds() as i64);
             }
             s.modified = true;
-            s.unsaved.insert("cookie".into());
+            s.unsaved = true;
         })
         .await
     }
@@ -612,8 +608,7 @@ impl Session {
             match outcome {
                 SaveOutcome::Saved => {
                     state.stored_as = Some(id);
-                    state.unsaved.clear();
-                    state.unsaved_clear = false;
+                    state.unsaved = false;
                     return Ok(Some(()));
                 }
                 SaveOutcome::Gone => {
@@ -715,7 +710,7 @@ impl Session {
             let mut s = lock(&self.inner.state);
             s.reset_expiry();
             let expires = s.record.as_ref().and_then(|r| r.cookie.expires);
-            let unsaved = !s.unsaved.is_empty() || s.unsaved_clear;
+            let unsaved = s.unsaved;
             (s.id.clone(), s.modified, unsaved, expires)
         };
         let Some(id) = id else { return Ok(None) };
@@ -820,11 +815,8 @@ impl State {
         self.record.as_mut().map(Arc::make_mut)
     }
 
-    fn changed(&mut self, key: &str) {
-        // A key changed twice in a request is noted once (and its name copied once).
-        if !self.unsaved.contains(key) {
-            self.unsaved.insert(key.to_owned());
-        }
+    fn changed(&mut self) {
+        self.unsaved = true;
         self.modified = true;
     }
 
