@@ -919,19 +919,28 @@ impl Xorshift {
     }
 }
 
-/// The first number in two JSON arrays of numbers whose texts differ, for a readable failure.
-fn first_difference(expected: &str, actual: &str) -> String {
-    let a: Vec<&str> = expected
-        .trim_matches(|c| c == '[' || c == ']')
-        .split(',')
-        .collect();
-    let b: Vec<&str> = actual
-        .trim_matches(|c| c == '[' || c == ']')
-        .split(',')
-        .collect();
+/// Fails unless two records' `n` arrays of numbers are the same text, naming the first
+/// number that differs (a whole 20,000-number record would be unreadable).
+fn assert_same_numbers(failure: &str, node: &str, tessera: &str) {
+    if node == tessera {
+        return;
+    }
+    let numbers = |record: &str| -> Vec<String> {
+        let (_, array) = record.split_once(r#""n":["#).expect("the array");
+        let array = array.trim_end_matches('}').trim_end_matches(']');
+        array.split(',').map(str::to_owned).collect()
+    };
+    let (a, b) = (numbers(node), numbers(tessera));
     match a.iter().zip(&b).position(|(x, y)| x != y) {
-        Some(i) => format!("element {i}: Node {:?}, Tessera {:?}", a[i], b[i]),
-        None => format!("lengths {} and {}", a.len(), b.len()),
+        Some(i) => panic!(
+            "{failure}: element {i}: Node {:?}, Tessera {:?}",
+            a[i], b[i]
+        ),
+        None => panic!(
+            "{failure}: {} numbers from Node, {} from Tessera",
+            a.len(),
+            b.len()
+        ),
     }
 }
 
@@ -963,14 +972,7 @@ fn javascript_numbers_round_trip_through_tessera_codec() {
     let raw = node_eval(script, "");
     let record = Record::from_json(raw.as_bytes()).expect("Tessera reads Node's numbers");
     let written = String::from_utf8(record.to_json()).expect("UTF-8");
-    if written != raw {
-        let (_, node_n) = raw.split_once(r#""n":"#).expect("the array");
-        let (_, ours_n) = written.split_once(r#""n":"#).expect("the array");
-        panic!(
-            "Tessera wrote Node's numbers differently: {}",
-            first_difference(node_n.trim_end_matches('}'), ours_n.trim_end_matches('}'))
-        );
-    }
+    assert_same_numbers("Tessera wrote Node's numbers differently", &raw, &written);
 }
 
 /// Tessera's numbers through Node: 20,000 doubles from random bit patterns, written in a
@@ -992,12 +994,5 @@ fn tessera_numbers_are_written_as_node_writes_them() {
          process.stdin.on('end', () => process.stdout.write(JSON.stringify(JSON.parse(t))));",
         &ours,
     );
-    if node != ours {
-        let (_, ours_n) = ours.split_once(r#""n":"#).expect("the array");
-        let (_, node_n) = node.split_once(r#""n":"#).expect("the array");
-        panic!(
-            "Node writes Tessera's numbers differently: {}",
-            first_difference(node_n.trim_end_matches('}'), ours_n.trim_end_matches('}'))
-        );
-    }
+    assert_same_numbers("Node writes Tessera's numbers differently", &node, &ours);
 }
