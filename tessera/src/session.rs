@@ -69,12 +69,11 @@ impl Engine {
         // calls that never need it.
         let mut fut = std::pin::pin!(fut);
         let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-        let mut first = true;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = fut.as_mut().poll(cx) {
                 return Poll::Ready(result);
             }
-            if std::mem::take(&mut first) && self.own_timer {
+            if timer.is_none() && self.own_timer {
                 timer = Some(Box::pin(tokio::time::sleep(self.config.store_timeout)));
             }
             match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
@@ -419,8 +418,7 @@ impl Session {
         self.with_state(|s| {
             if !s.data().is_empty() {
                 s.data_mut().clear();
-                s.unsaved = true;
-                s.modified = true;
+                s.changed();
             }
         })
         .await
@@ -549,8 +547,7 @@ impl Session {
                     record.cookie.expires = None;
                 }
             }
-            s.modified = true;
-            s.unsaved = true;
+            s.changed();
         })
         .await
     }
@@ -571,8 +568,7 @@ impl Session {
                 record.cookie.original_max_age =
                     Some((at - OffsetDateTime::now_utc()).whole_milliseconds() as i64);
             }
-            s.modified = true;
-            s.unsaved = true;
+            s.changed();
         })
         .await
     }

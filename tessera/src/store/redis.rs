@@ -1810,26 +1810,9 @@ impl Inner {
     async fn send(&self, op: &'static str, cmd: &Cmd) -> Result<Value, StoreError> {
         let generation = self.connection.generation();
         let budget = self.options.command_timeout;
-        let outcome = tokio::time::timeout(budget, self.request(cmd)).await;
-        let result = self.settle(op, budget, outcome);
-        if matches!(result, Err(StoreError::Timeout { .. })) {
-            self.connection.timed_out(generation);
-        }
-        result
-    }
-
-    /// One command, retried once on a connection found broken.
-    async fn request(&self, cmd: &Cmd) -> Result<Value, RedisError> {
-        // Bound, then matched: awaited inside the `match`, the first attempt's future would
-        // stay in the state beside the retry's.
-        let first = self.connection.request(cmd).await;
-        match first {
-            Err(e) if is_stale_connection(&e) => {
-                tracing::debug!(store = %self.name, error = %e, "Redis connection was broken; retrying once on a new one");
-                self.connection.request(cmd).await
-            }
-            other => other,
-        }
+        let attempt = || self.connection.request(cmd);
+        let outcome = tokio::time::timeout(budget, self.retry_if_stale(attempt)).await;
+        self.settle_sent(op, budget, generation, outcome)
     }
 
     async fn send_pipeline(
@@ -1851,27 +1834,42 @@ impl Inner {
         budget: Duration,
     ) -> Result<Vec<Value>, StoreError> {
         let generation = self.connection.generation();
-        let outcome = tokio::time::timeout(budget, self.request_pipeline(pipe, count)).await;
+        let attempt = || self.connection.request_pipeline(pipe, count);
+        let outcome = tokio::time::timeout(budget, self.retry_if_stale(attempt)).await;
+        self.settle_sent(op, budget, generation, outcome)
+    }
+
+    /// Runs `attempt`, and once more on a connection found broken.
+    async fn retry_if_stale<T, F>(&self, attempt: impl Fn() -> F) -> Result<T, RedisError>
+    where
+        F: Future<Output = Result<T, RedisError>>,
+    {
+        // Bound, then matched: awaited inside the `match`, the first attempt's future would
+        // stay in the state beside the retry's.
+        let first = attempt().await;
+        match first {
+            Err(e) if is_stale_connection(&e) => {
+                tracing::debug!(store = %self.name, error = %e, "Redis connection was broken; retrying once on a new one");
+                attempt().await
+            }
+            other => other,
+        }
+    }
+
+    /// [`settle`](Self::settle) for what `send` sent on the connection of `generation`: a
+    /// timeout is also reported against that connection.
+    fn settle_sent<T>(
+        &self,
+        op: &'static str,
+        budget: Duration,
+        generation: Option<u64>,
+        outcome: Result<Result<T, RedisError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, StoreError> {
         let result = self.settle(op, budget, outcome);
         if matches!(result, Err(StoreError::Timeout { .. })) {
             self.connection.timed_out(generation);
         }
         result
-    }
-
-    /// One pipeline, retried once on a connection found broken.
-    async fn request_pipeline(
-        &self,
-        pipe: &Pipeline,
-        count: usize,
-    ) -> Result<Vec<Value>, RedisError> {
-        let first = self.connection.request_pipeline(pipe, count).await;
-        match first {
-            Err(e) if is_stale_connection(&e) => {
-                self.connection.request_pipeline(pipe, count).await
-            }
-            other => other,
-        }
     }
 
     /// A reply as `T`, a server error as [`StoreError::Backend`].
