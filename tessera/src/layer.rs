@@ -92,7 +92,7 @@ impl<S: fmt::Debug> fmt::Debug for SessionService<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SessionService<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     S::Future: Send + 'static,
     ReqBody: Send + 'static,
     ResBody: Default + Send + 'static,
@@ -106,20 +106,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        // The clone that was driven to readiness serves this call; a fresh clone stays
-        // behind for the next one (tower's usual pattern).
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let engine = self.engine.clone();
-
         // The cookie is verified when the session is first needed, not here.
         let cookies = RawCookies::from_headers(req.headers());
-        let secure = is_secure(&req, engine.config.trust_proxy);
-        let session = Session::new(engine.clone(), cookies, secure);
+        let secure = is_secure(&req, self.engine.config.trust_proxy);
+        let session = Session::new(self.engine.clone(), cookies, secure);
         req.extensions_mut().insert(session.clone());
 
+        // The inner service is called here rather than inside the future: nothing has to
+        // be awaited first, so the service that was driven to readiness serves the call
+        // itself, and no clone of it is made per request (tower's clone-and-replace is for
+        // middleware that awaits before calling on).
+        let response = self.inner.call(req);
         Box::pin(async move {
-            let mut response = inner.call(req).await?;
+            let mut response = response.await?;
             let outcome = session.finish().await;
             if let Some(error) = outcome.error {
                 tracing::warn!(%error, "session store failed at the end of the request; answering 503");
