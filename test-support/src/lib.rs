@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
-/// A free TCP port on 127.0.0.1, below 55535 (a Redis Cluster node also uses port + 10000
-/// for its bus).
+/// A free TCP port on 127.0.0.1 whose port + 10000 is free too (a Redis Cluster node
+/// listens there for its bus).
 pub fn free_port() -> u16 {
     loop {
         let listener =
             TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
         let port = listener.local_addr().expect("local addr").port();
-        if port < 55_535 {
+        if port < 55_535 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
             return port;
         }
     }
@@ -136,14 +136,32 @@ impl RedisServer {
     }
 
     /// Starts a server with extra arguments (`["--replicaof", "127.0.0.1", "6380"]`, …).
+    ///
+    /// A free port can be taken by another process between choosing it and the server
+    /// binding it (tests run in parallel); a server that exits at start-up is tried again
+    /// on another port.
     pub fn start_with(extra: &[&str]) -> Self {
-        let port = free_port();
-        Self::start_on(port, extra)
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::spawn_on(free_port(), extra) {
+                Ok(server) => return server,
+                Err(log) => last = log,
+            }
+        }
+        panic!("redis-server exited at start-up on five free ports; its last log:\n{last}");
     }
 
     /// Starts a server on a given port (to restart one where it was).
     pub fn start_on(port: u16, extra: &[&str]) -> Self {
+        Self::spawn_on(port, extra).unwrap_or_else(|log| {
+            panic!("redis-server on port {port} exited at start-up; its log:\n{log}")
+        })
+    }
+
+    /// Starts a server and waits until it answers PING; its log when it exits first.
+    fn spawn_on(port: u16, extra: &[&str]) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
+        let log = dir.path().join("redis.log");
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -157,6 +175,8 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(dir.path())
+            .arg("--logfile")
+            .arg(&log)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -164,13 +184,26 @@ impl RedisServer {
             .expect(
                 "start redis-server: it must be on PATH (the README's test command installs it)",
             );
-        let process = Process::new(format!("redis-server:{port}"), child);
+        let mut process = Process::new(format!("redis-server:{port}"), child);
+        // Ready when the server on the port is this one (by process ID): a PONG could come
+        // from another test's server that took the port first.
+        let ours = format!("process_id:{}", process.pid());
+        let mut exited = false;
         wait_until(
             &format!("redis-server on port {port}"),
             Duration::from_secs(10),
-            || redis_cli(port, &["PING"]) == "PONG",
+            || {
+                exited = !process.is_running();
+                exited
+                    || redis_cli(port, &["INFO", "server"])
+                        .lines()
+                        .any(|line| line.trim() == ours)
+            },
         );
-        RedisServer { port, dir, process }
+        if exited {
+            return Err(std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        Ok(RedisServer { port, dir, process })
     }
 
     /// `redis://127.0.0.1:PORT`.
@@ -419,3 +452,28 @@ fn append_line(log: &std::sync::Mutex<String>, line: &str) {
 }
 
 pub mod topology;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that cannot bind its port says why, from its own log, instead of the
+    /// caller waiting out the timeout and reporting only that it never answered.
+    #[test]
+    fn a_server_that_cannot_start_reports_its_log() {
+        // The port is taken the way parallel tests take each other's: by a redis-server,
+        // which answers PING too.
+        let first = RedisServer::start();
+        let port = first.port;
+        let panic = std::panic::catch_unwind(|| RedisServer::start_on(port, &[])).unwrap_err();
+        let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(message.contains("exited at start-up"), "{message}");
+        assert!(message.contains(&port.to_string()), "{message}");
+    }
+
+    #[test]
+    fn start_with_answers_ping() {
+        let server = RedisServer::start_with(&[]);
+        assert_eq!(server.cli(&["PING"]), "PONG");
+    }
+}
