@@ -12,14 +12,17 @@ import sys
 from html import escape
 
 ORDER = ["bare", "actix-bare", "tessera-memory", "tessera-sqlite", "tessera-redis",
-         "tower-sessions", "actix-session", "express"]
+         "tessera-redis-per-core", "tower-sessions", "tower-sessions-per-core", "actix-session",
+         "express"]
 LABELS = {
     "bare": "bare axum",
     "actix-bare": "bare actix-web",
     "tessera-memory": "Tessera · memory",
     "tessera-sqlite": "Tessera · SQLite",
     "tessera-redis": "Tessera · Redis",
+    "tessera-redis-per-core": "Tessera · Redis, per core",
     "tower-sessions": "tower-sessions · Redis",
+    "tower-sessions-per-core": "tower-sessions · Redis, per core",
     "actix-session": "actix-session · Redis",
     "express": "express-session · Redis",
 }
@@ -29,7 +32,9 @@ COLORS = {
     "tessera-memory": "#5b8def",
     "tessera-sqlite": "#3a6fd8",
     "tessera-redis": "#1f4fb5",
+    "tessera-redis-per-core": "#17398a",
     "tower-sessions": "#e0913a",
+    "tower-sessions-per-core": "#b8701f",
     "actix-session": "#c9623f",
     "express": "#8a9a3b",
 }

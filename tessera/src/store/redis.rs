@@ -179,6 +179,17 @@ impl Default for Options {
 /// session (not JSON, no `cookie`, a hash…) loads as [`StoreError::Corrupt`], which the
 /// layer treats as no session.
 ///
+/// # Runtimes
+///
+/// The connection is driven by a task spawned on the runtime the store connects in, and
+/// serves requests on any runtime. An application that runs one single-threaded runtime
+/// per core (the layout actix-web uses) does best with one store per runtime, each
+/// connected inside its own runtime: every connection's task then runs on the thread of
+/// the requests it serves, and no command wakes another thread. In `bench/run` that layout
+/// served the Redis counter a quarter to a third faster than one store on tokio's
+/// multi-threaded runtime (tower-sessions gains as much from it); the README's benchmark
+/// section has the numbers.
+///
 /// # Example
 ///
 /// ```no_run

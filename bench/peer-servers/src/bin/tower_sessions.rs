@@ -3,6 +3,9 @@
 //! with an inactivity expiry (here one day, like every other server's cookie max age).
 //! `Secure` is off because the benchmark speaks plain HTTP on loopback (the same for every
 //! server).
+//!
+//! `--per-core` serves on one single-threaded runtime per CPU, each with this same setup
+//! (its own fred pool), as `bench-tessera redis --per-core` does.
 
 use axum::{http::StatusCode, routing::get, Router};
 use time::Duration;
@@ -28,8 +31,8 @@ async fn untouched() -> &'static str {
     "ok"
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// The store, the layer and the routes, as the store's README sets them up.
+async fn app() -> Result<Router, bench_common::Error> {
     let config = Config::from_url(&bench_common::redis_url())?;
     let pool = Pool::new(config, None, None, None, 6)?;
     let _connection = pool.connect();
@@ -40,13 +43,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_expiry(Expiry::OnInactivity(Duration::seconds(
             bench_common::MAX_AGE.as_secs() as i64,
         )));
-    let app = Router::new()
+    Ok(Router::new()
         .route("/counter", get(counter))
         .route("/read", get(read))
         .route("/untouched", get(untouched))
-        .layer(layer);
-    let listener = tokio::net::TcpListener::bind(bench_common::addr()).await?;
-    bench_common::announce("tower-sessions (redis)");
-    axum::serve(listener, app).await?;
-    Ok(())
+        .layer(layer))
+}
+
+fn main() -> Result<(), bench_common::Error> {
+    if bench_common::per_core() {
+        return bench_common::serve_per_core(app);
+    }
+    // tokio's default runtime, what `#[tokio::main]` builds.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let app = app().await?;
+            let listener = tokio::net::TcpListener::bind(bench_common::addr()).await?;
+            bench_common::announce("tower-sessions (redis)");
+            axum::serve(listener, app).await?;
+            Ok(())
+        })
 }
