@@ -130,7 +130,7 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a standalone server and waits until it answers PING.
+    /// Starts a standalone server and waits until it answers on its port.
     pub fn start() -> Self {
         Self::start_with(&[])
     }
@@ -158,7 +158,7 @@ impl RedisServer {
         })
     }
 
-    /// Starts a server and waits until it answers PING; its log when it exits first.
+    /// Starts a server and waits until it answers on its port; its log when it exits first.
     fn spawn_on(port: u16, extra: &[&str]) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("temp dir for redis-server");
         let log = dir.path().join("redis.log");

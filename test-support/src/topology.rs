@@ -6,7 +6,7 @@
 //! Facts learned the hard way: a fresh replica waits `repl-diskless-sync-delay` (5 s by
 //! default) before its first sync, so replicas start with it at 0 and we wait for
 //! `master_link_status:up`; sentinels need a writable config file each; a cluster node's
-//! bus port is its port + 10000 (hence `free_port` stays below 55535).
+//! bus port is its port + 10000 (hence `free_port` checks that one is free too).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
