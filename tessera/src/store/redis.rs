@@ -9,9 +9,10 @@
 //! clash is noticed and a session another request destroyed is not brought back; and every
 //! command has a timeout, so a dead Redis costs a request milliseconds, not minutes.
 //!
-//! One multiplexed connection (redis-rs's `ConnectionManager`) serves every request and
-//! reconnects by itself. The topology is an internal enum, so the command code is the same
-//! for a standalone server, a Sentinel-managed master (`redis-sentinel://`: the master the
+//! One multiplexed connection (redis-rs's `MultiplexedConnection`, opened by `node` so its
+//! writes are batched) serves every request; a background task re-opens it when it
+//! breaks. The topology is an internal enum, so the command code is the same for a
+//! standalone server, a Sentinel-managed master (`redis-sentinel://`: the master the
 //! sentinels name, followed through failovers) and a Redis Cluster (`redis-cluster://`:
 //! redis-rs's cluster client, with admin SCANs on every master). See [`RedisStore`] for
 //! each topology's URL, failover behaviour and a local setup to try it.
@@ -23,9 +24,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{
-    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
-};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo, Slot};
@@ -40,6 +39,9 @@ use super::{SaveMode, SaveOutcome, Store, StoreError, Stored};
 use crate::cookie::percent_decode;
 use crate::id::SessionId;
 use crate::record::{CookieData, DecodeError, Record, Ttl};
+
+mod node;
+use node::Node;
 
 /// connect-redis's default key prefix.
 pub const DEFAULT_PREFIX: &str = "sess:";
@@ -175,14 +177,23 @@ impl Default for Options {
 /// Every command is bounded by the command timeout (default 2 s). While Redis is down a
 /// call fails in milliseconds with [`StoreError::Backend`] (or [`StoreError::Timeout`] for
 /// an unresponsive server), which the layer answers with 503; the connection is re-opened
-/// by itself once Redis is back, with no restart. A value under the prefix that is not a
+/// by itself once Redis is back, with no restart. A command that finds the connection
+/// broken, or that times out (a frozen server, or a connection a dropped NAT entry left
+/// silently dead), hands the connection to one background task that opens a new one;
+/// while that fails, each request has it try again at once (a refused connection costs
+/// microseconds), so the first request after Redis is back is served. A value under the prefix that is not a
 /// session (not JSON, no `cookie`, a hash…) loads as [`StoreError::Corrupt`], which the
 /// layer treats as no session.
 ///
 /// # Runtimes
 ///
 /// The connection is driven by a task spawned on the runtime the store connects in, and
-/// serves requests on any runtime. An application that runs one single-threaded runtime
+/// serves requests on any runtime. On tokio's multi-threaded runtime that task yields once
+/// each time it is woken, so it writes the commands of every request the worker ran in
+/// the meantime in one `write` (about twelve under load instead of two or three: half
+/// the Redis CPU per request). TLS connections, and TCP options other than `TCP_NODELAY`
+/// on a [`Client`] passed to [`RedisStore::builder_from_client`], are opened by redis-rs
+/// and written without this batching. An application that runs one single-threaded runtime
 /// per core (the layout actix-web uses) does best with one store per runtime, each
 /// connected inside its own runtime: every connection's task then runs on the thread of
 /// the requests it serves, and no command wakes another thread. In `bench/run` that layout
@@ -334,11 +345,10 @@ struct Inner {
 /// cluster routes by key) and says which nodes a keyspace scan must visit.
 #[derive(Clone)]
 enum Connection {
-    /// One server, through a `ConnectionManager`: one multiplexed connection, re-opened
-    /// with backoff when it breaks.
-    Standalone(ConnectionManager),
-    /// The master the sentinels name, re-resolved through them after a failover.
-    Sentinel(Arc<SentinelLink>),
+    /// One server (`redis://`, `rediss://`, `redis+unix://`), or the master the sentinels
+    /// name (`redis-sentinel://`, followed through failovers): one multiplexed connection,
+    /// re-opened in the background when it breaks.
+    Link(Arc<Link>),
     /// A Redis Cluster: redis-rs's cluster client routes each single-key command to the
     /// master of its slot and follows MOVED/ASK and topology changes.
     Cluster(Box<ClusterLink>),
@@ -347,10 +357,10 @@ enum Connection {
 impl Connection {
     async fn request(&self, cmd: &Cmd) -> Result<Value, RedisError> {
         match self {
-            Connection::Standalone(manager) => manager.clone().req_packed_command(cmd).await,
-            // Boxed: the Sentinel path's state (resolve, then send) is several times the
-            // others', and every command's future would be as large as the largest arm.
-            Connection::Sentinel(link) => Box::pin(link.request(cmd)).await,
+            // Boxed: the link's retry loop holds a connection and the reply, and every
+            // command's future would otherwise carry it inline (see the test of their
+            // sizes).
+            Connection::Link(link) => Box::pin(link.request(cmd)).await,
             Connection::Cluster(cluster) => {
                 cluster.connection.clone().req_packed_command(cmd).await
             }
@@ -363,10 +373,7 @@ impl Connection {
         count: usize,
     ) -> Result<Vec<Value>, RedisError> {
         match self {
-            Connection::Standalone(manager) => {
-                manager.clone().req_packed_commands(pipe, 0, count).await
-            }
-            Connection::Sentinel(link) => link.request_pipeline(pipe, count).await,
+            Connection::Link(link) => Box::pin(link.request_pipeline(pipe, count)).await,
             Connection::Cluster(cluster) => {
                 cluster
                     .connection
@@ -380,14 +387,15 @@ impl Connection {
     /// Which connection a command is about to use, so a timeout can be blamed on it.
     fn generation(&self) -> Option<u64> {
         match self {
-            Connection::Sentinel(link) => link.generation(),
-            Connection::Standalone(_) | Connection::Cluster(_) => None,
+            Connection::Link(link) => link.generation(),
+            Connection::Cluster(_) => None,
         }
     }
 
-    /// A command on connection `generation` timed out: the master may be frozen or gone.
+    /// A command on connection `generation` timed out: the server may be frozen or gone,
+    /// or the connection silently dead (a dropped NAT entry never closes it).
     fn timed_out(&self, generation: Option<u64>) {
-        if let (Connection::Sentinel(link), Some(generation)) = (self, generation) {
+        if let (Connection::Link(link), Some(generation)) = (self, generation) {
             link.report(generation, "a command timed out");
         }
     }
@@ -395,76 +403,124 @@ impl Connection {
     /// Runs a SCAN sweep over every node that holds keys.
     async fn sweep(&self, store: &Inner, visit: &mut Visit) -> Result<(), StoreError> {
         match self {
-            Connection::Standalone(manager) => {
-                store.sweep_node(&mut manager.clone(), visit, false).await
-            }
-            Connection::Sentinel(link) => {
-                let (mut master, _) = store.timed("scan", link.current()).await?;
-                store.sweep_node(&mut master, visit, false).await
+            Connection::Link(link) => {
+                let (mut node, _) = store.timed("scan", link.current()).await?;
+                store.sweep_node(&mut node.connection, visit, false).await
             }
             Connection::Cluster(cluster) => cluster.sweep(store, visit).await,
         }
     }
 }
 
-// ----- Sentinel -----------------------------------------------------------------------
+// ----- One server, or the master the sentinels name ----------------------------------
 
-/// Smallest and largest pause between two failed attempts to find the master.
+/// Smallest and largest pause between two failed attempts to connect.
 const RESOLVE_BACKOFF: (Duration, Duration) =
     (Duration::from_millis(50), Duration::from_millis(500));
 
 /// How often the resolver asks a sentinel whether the master is still the one we use.
 const MASTER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Where a Sentinel-managed store stands.
+/// Where a link stands.
 #[derive(Clone)]
-enum MasterState {
-    /// Connected to the server the sentinels name, which answered ROLE with `master`.
+enum LinkState {
+    /// Connected (for Sentinel: to the server the sentinels name, which answered ROLE
+    /// with `master`).
     Ready {
-        connection: MultiplexedConnection,
+        node: Node,
         address: Arc<str>,
         generation: u64,
     },
-    /// The connection failed; the first attempt to find the master again is running.
-    /// Requests wait for it (within their command timeout).
+    /// The connection failed; an attempt to connect again is running. Requests wait for
+    /// it (within their command timeout).
     Resolving,
-    /// Attempts to find a master are failing (a failover is under way, or the sentinels
-    /// are unreachable). Requests fail at once; the resolver keeps trying with backoff.
+    /// Attempts to connect are failing. See [`Finder::waits_when_down`] for what requests
+    /// do meanwhile; the resolver keeps trying with backoff.
     Down { problem: Arc<str> },
 }
 
-/// The shared end of a Sentinel topology: the current master connection, published by
-/// one background resolver task that alone talks to the sentinels. A request never takes
-/// a lock: it clones the current connection out of a `watch` channel.
-struct SentinelLink {
-    state: watch::Sender<MasterState>,
+/// How a link finds the server to write to.
+enum Finder {
+    /// One server at a fixed address.
+    Direct {
+        info: ConnectionInfo,
+        config: AsyncConnectionConfig,
+        timeout: Duration,
+    },
+    /// The master the sentinels name.
+    Sentinel(SentinelResolver),
+}
+
+impl Finder {
+    /// Connects to the server; answers the connection and its address.
+    async fn resolve(&mut self) -> Result<(Node, String), String> {
+        match self {
+            Finder::Direct {
+                info,
+                config,
+                timeout,
+            } => match node::open(info, config, *timeout).await {
+                Ok(node) => Ok((node, info.addr().to_string())),
+                Err(e) => Err(e.to_string()),
+            },
+            Finder::Sentinel(resolver) => resolver.resolve().await,
+        }
+    }
+
+    /// What the link reaches, for logs and errors: the address, or the master's name.
+    fn target(&self) -> String {
+        match self {
+            Finder::Direct { info, .. } => format!("Redis at {}", info.addr()),
+            Finder::Sentinel(resolver) => {
+                format!("Redis master {:?}", resolver.plan.master_name)
+            }
+        }
+    }
+
+    /// Whether a request finding the link down has the resolver try again at once and
+    /// waits for that attempt. A single server is, as far as anyone knows, back as soon
+    /// as it accepts a connection, and a refused connection costs microseconds, so the
+    /// first request after a restart succeeds. Through Sentinel one attempt asks every
+    /// sentinel in turn; during a failover, failing fast is the better answer.
+    fn waits_when_down(&self) -> bool {
+        matches!(self, Finder::Direct { .. })
+    }
+}
+
+/// The shared end of a connection: the current connection, published by one background
+/// resolver task that alone opens connections (and talks to the sentinels). A request
+/// never takes a lock: it clones the current connection out of a `watch` channel.
+struct Link {
+    state: watch::Sender<LinkState>,
     /// Wakes the resolver with the generation found broken. Capacity 1: reports made while
     /// one is pending are the same news.
     wake: mpsc::Sender<u64>,
-    master_name: String,
+    target: String,
+    waits_when_down: bool,
 }
 
-impl SentinelLink {
-    /// Starts the resolver task for `resolver`, with `state` as the starting point.
-    fn start(resolver: SentinelResolver, state: MasterState) -> Arc<Self> {
+impl Link {
+    /// Starts the resolver task for `finder`, with `state` as the starting point.
+    fn start(finder: Finder, state: LinkState) -> Arc<Self> {
         let generation = match &state {
-            MasterState::Ready { generation, .. } => *generation,
+            LinkState::Ready { generation, .. } => *generation,
             _ => 0,
         };
-        let needs_master = !matches!(state, MasterState::Ready { .. });
+        let needs_connection = !matches!(state, LinkState::Ready { .. });
         let (wake, wake_rx) = mpsc::channel(1);
-        let link = Arc::new(SentinelLink {
+        let link = Arc::new(Link {
             state: watch::Sender::new(state),
             wake,
-            master_name: resolver.plan.master_name.clone(),
+            target: finder.target(),
+            waits_when_down: finder.waits_when_down(),
         });
-        if needs_master {
+        if needs_connection {
             let _ = link.wake.try_send(generation);
         }
         tokio::spawn(run_resolver(
             Arc::downgrade(&link),
             wake_rx,
-            resolver,
+            finder,
             generation,
         ));
         link
@@ -472,64 +528,90 @@ impl SentinelLink {
 
     fn generation(&self) -> Option<u64> {
         match &*self.state.borrow() {
-            MasterState::Ready { generation, .. } => Some(*generation),
+            LinkState::Ready { generation, .. } => Some(*generation),
             _ => None,
         }
     }
 
-    /// The current master connection; waits while the first re-resolution runs, fails at
-    /// once while the master cannot be found.
-    async fn current(&self) -> Result<(MultiplexedConnection, u64), RedisError> {
+    /// The current connection if there is one: the common case, without subscribing to
+    /// the channel.
+    fn ready(&self) -> Option<(Node, u64)> {
+        match &*self.state.borrow() {
+            LinkState::Ready {
+                node, generation, ..
+            } => Some((node.clone(), *generation)),
+            _ => None,
+        }
+    }
+
+    /// [`current`](Self::current), boxed when it has to wait: every command's future
+    /// would otherwise carry the waiting state (see the test of their sizes).
+    async fn connection(&self) -> Result<(Node, u64), RedisError> {
+        match self.ready() {
+            Some(ready) => Ok(ready),
+            None => Box::pin(self.current()).await,
+        }
+    }
+
+    /// The current connection; waits while an attempt to connect runs. While the link is
+    /// down it fails at once, or (see [`Finder::waits_when_down`]) has the resolver try
+    /// again now and answers what that attempt found.
+    async fn current(&self) -> Result<(Node, u64), RedisError> {
+        if let Some(ready) = self.ready() {
+            return Ok(ready);
+        }
         let mut rx = self.state.subscribe();
+        let mut nudged = false;
         loop {
             let state = rx.borrow_and_update().clone();
             match state {
-                MasterState::Ready {
-                    connection,
-                    generation,
-                    ..
-                } => return Ok((connection, generation)),
-                MasterState::Down { problem } => {
+                LinkState::Ready {
+                    node, generation, ..
+                } => return Ok((node, generation)),
+                LinkState::Down { problem } if nudged || !self.waits_when_down => {
                     return Err(RedisError::from((
                         ErrorKind::Client,
-                        "no Redis master available through the sentinels (a failover may be under way; retrying in the background)",
-                        format!("master {:?}: {problem}", self.master_name),
+                        "Redis is unreachable (retrying in the background)",
+                        format!("{}: {problem}", self.target),
                     )))
                 }
-                MasterState::Resolving => {
-                    if rx.changed().await.is_err() {
-                        return Err(RedisError::from((
-                            ErrorKind::Client,
-                            "the Sentinel resolver has stopped",
-                        )));
-                    }
+                LinkState::Down { .. } => {
+                    nudged = true;
+                    let _ = self.wake.try_send(0);
                 }
+                LinkState::Resolving => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(RedisError::from((
+                    ErrorKind::Client,
+                    "the Redis connection's resolver has stopped",
+                )));
             }
         }
     }
 
-    /// Connection `generation` failed in a way that says the master moved or died: drop it
-    /// and have the resolver ask the sentinels again. Reports about an older connection are
-    /// ignored, so a burst of failing requests triggers one re-resolution.
+    /// Connection `generation` failed in a way that says the server is gone, moved or
+    /// frozen: drop it and have the resolver connect again. Reports about an older
+    /// connection are ignored, so a burst of failing requests triggers one reconnect.
     fn report(&self, generation: u64, why: &str) {
         let mut address = None;
         let changed = self.state.send_if_modified(|state| match state {
-            MasterState::Ready {
+            LinkState::Ready {
                 generation: current,
                 address: at,
                 ..
             } if *current == generation => {
                 address = Some(at.clone());
-                *state = MasterState::Resolving;
+                *state = LinkState::Resolving;
                 true
             }
             _ => false,
         });
         if changed {
             tracing::warn!(
-                master = %self.master_name,
+                redis = %self.target,
                 address = address.as_deref().unwrap_or_default(),
-                "Redis master connection lost ({why}); asking the sentinels for the master"
+                "Redis connection lost ({why}); connecting again"
             );
             let _ = self.wake.try_send(generation);
         }
@@ -538,8 +620,10 @@ impl SentinelLink {
     async fn request(&self, cmd: &Cmd) -> Result<Value, RedisError> {
         let mut retried = false;
         loop {
-            let (mut connection, generation) = self.current().await?;
-            let result = connection.req_packed_command(cmd).await;
+            let (mut node, generation) = self.connection().await?;
+            // `ConnectionLike`'s boxed future, not the inline `send_packed_command`: see
+            // `connection`.
+            let result = node.connection.req_packed_command(cmd).await;
             let sign = match &result {
                 Ok(value) => failover_sign_in(std::slice::from_ref(value)),
                 Err(e) => failover_sign(e),
@@ -564,8 +648,8 @@ impl SentinelLink {
     ) -> Result<Vec<Value>, RedisError> {
         let mut retried = false;
         loop {
-            let (mut connection, generation) = self.current().await?;
-            let result = connection.req_packed_commands(pipe, 0, count).await;
+            let (mut node, generation) = self.connection().await?;
+            let result = node.connection.req_packed_commands(pipe, 0, count).await;
             let sign = match &result {
                 Ok(values) => failover_sign_in(values),
                 Err(e) => failover_sign(e),
@@ -648,12 +732,14 @@ struct SentinelPlan {
 struct SentinelResolver {
     plan: SentinelPlan,
     config: AsyncConnectionConfig,
+    /// Bounds opening the master connection (connecting and the handshake).
+    connect_timeout: Duration,
     /// The connection to the sentinel polled every [`MASTER_CHECK_INTERVAL`].
     watch: Option<((String, u16), MultiplexedConnection)>,
 }
 
 impl SentinelResolver {
-    async fn resolve(&mut self) -> Result<(MultiplexedConnection, String), String> {
+    async fn resolve(&mut self) -> Result<(Node, String), String> {
         let mut problems = Vec::new();
         let mut tried: Vec<(String, u16)> = Vec::new();
         for i in 0..self.plan.sentinels.len() {
@@ -748,19 +834,13 @@ impl SentinelResolver {
             .await
     }
 
-    async fn open_master(
-        &self,
-        host: &str,
-        port: u16,
-    ) -> Result<MultiplexedConnection, RedisError> {
+    async fn open_master(&self, host: &str, port: u16) -> Result<Node, RedisError> {
         let info = node_info(host, port, &self.plan.data)?;
-        let mut connection = Client::open(info)?
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
+        let mut node = node::open(&info, &self.config, self.connect_timeout).await?;
         // Never write to a replica: check on the very connection requests will use.
-        let role: redis::Role = redis::cmd("ROLE").query_async(&mut connection).await?;
+        let role: redis::Role = redis::cmd("ROLE").query_async(&mut node.connection).await?;
         if matches!(role, redis::Role::Primary { .. }) {
-            Ok(connection)
+            Ok(node)
         } else {
             Err(RedisError::from((
                 ErrorKind::Client,
@@ -771,33 +851,36 @@ impl SentinelResolver {
     }
 }
 
-/// The resolver task: sleeps until a request reports the master connection broken, then
-/// asks the sentinels until a master answers, pausing with backoff between attempts. It
-/// stops when the store is dropped.
+/// The resolver task: sleeps until a request reports the connection broken, then
+/// connects again (through Sentinel: asks the sentinels for the master) until it succeeds,
+/// pausing with backoff between attempts; a request that finds the link down may cut a
+/// pause short. It stops when the store is dropped.
 async fn run_resolver(
-    link: Weak<SentinelLink>,
+    link: Weak<Link>,
     mut wake: mpsc::Receiver<u64>,
-    mut resolver: SentinelResolver,
+    mut finder: Finder,
     mut generation: u64,
 ) {
     loop {
+        let polls_sentinels = matches!(finder, Finder::Sentinel(_));
         tokio::select! {
             woken = wake.recv() => {
                 let Some(reported) = woken else { return };
                 let Some(shared) = link.upgrade() else { return };
                 // A report about a connection already replaced: nothing to do.
-                if matches!(&*shared.state.borrow(), MasterState::Ready { generation: g, .. } if *g != reported)
+                if matches!(&*shared.state.borrow(), LinkState::Ready { generation: g, .. } if *g != reported)
                 {
                     continue;
                 }
             }
-            _ = tokio::time::sleep(MASTER_CHECK_INTERVAL) => {
+            _ = tokio::time::sleep(MASTER_CHECK_INTERVAL), if polls_sentinels => {
                 // A switchover leaves the old master up, and a master for a while: compare
                 // what the sentinels say with where we write, so a new master is followed
                 // within a second even if no command fails.
+                let Finder::Sentinel(resolver) = &mut finder else { continue };
                 let Some((address, current)) = link.upgrade().and_then(|shared| {
                     match &*shared.state.borrow() {
-                        MasterState::Ready { address, generation, .. } => Some((address.clone(), *generation)),
+                        LinkState::Ready { address, generation, .. } => Some((address.clone(), *generation)),
                         _ => None,
                     }
                 }) else {
@@ -814,39 +897,38 @@ async fn run_resolver(
         }
         let mut backoff = RESOLVE_BACKOFF.0;
         loop {
-            let found = resolver.resolve().await;
+            let found = finder.resolve().await;
             let Some(shared) = link.upgrade() else { return };
             match found {
-                Ok((connection, address)) => {
+                Ok((node, address)) => {
                     generation += 1;
-                    tracing::info!(
-                        master = %resolver.plan.master_name,
-                        %address,
-                        "connected to the Redis master named by the sentinels"
-                    );
-                    shared.state.send_replace(MasterState::Ready {
-                        connection,
+                    tracing::info!(redis = %shared.target, %address, "connected to Redis");
+                    shared.state.send_replace(LinkState::Ready {
+                        node,
                         address: address.into(),
                         generation,
                     });
                     break;
                 }
                 Err(problem) => {
-                    let first = !matches!(&*shared.state.borrow(), MasterState::Down { .. });
+                    let first = !matches!(&*shared.state.borrow(), LinkState::Down { .. });
                     if first {
                         tracing::warn!(
-                            master = %resolver.plan.master_name,
+                            redis = %shared.target,
                             %problem,
-                            "no Redis master found through the sentinels yet; requests fail fast until one answers"
+                            "cannot reach Redis; retrying in the background, requests answer 503 meanwhile"
                         );
                     }
-                    shared.state.send_replace(MasterState::Down {
+                    shared.state.send_replace(LinkState::Down {
                         problem: problem.into(),
                     });
                 }
             }
             drop(shared);
-            tokio::time::sleep(backoff).await;
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                woken = wake.recv() => if woken.is_none() { return },
+            }
             backoff = (backoff * 2).min(RESOLVE_BACKOFF.1);
         }
         // Reports queued while resolving were about the connection just replaced.
@@ -1165,19 +1247,15 @@ impl RedisStoreBuilder {
         let budget = self.options.connection_timeout * 2 + Duration::from_secs(1);
         match self.plan()? {
             Plan::Standalone(client, name) => {
-                let config = self.manager_config();
-                let manager = match tokio::time::timeout(
-                    budget,
-                    ConnectionManager::new_with_config(client, config),
-                )
-                .await
+                let mut finder = self.direct_finder(&client);
+                let (node, address) = match tokio::time::timeout(budget, finder.resolve()).await
                 {
-                    Ok(Ok(manager)) => manager,
-                    Ok(Err(e)) => {
+                    Ok(Ok(found)) => found,
+                    Ok(Err(problem)) => {
                         return Err(StoreError::backend(
                             &name,
                             "connect",
-                            format!("cannot connect to Redis: {e}; check that it is running and reachable at this address (or use connect_lazy to start without it)"),
+                            format!("cannot connect to Redis: {problem}; check that it is running and reachable at this address (or use connect_lazy to start without it)"),
                         ))
                     }
                     Err(_) => {
@@ -1188,21 +1266,25 @@ impl RedisStoreBuilder {
                         })
                     }
                 };
-                Ok(self.finish(Connection::Standalone(manager), name))
+                let link = Link::start(
+                    finder,
+                    LinkState::Ready {
+                        node,
+                        address: address.into(),
+                        generation: 1,
+                    },
+                );
+                Ok(self.finish(Connection::Link(link), name))
             }
             Plan::Sentinel(plan, name) => {
-                let mut resolver = SentinelResolver {
-                    plan,
-                    config: self.node_config(),
-                    watch: None,
-                };
+                let mut resolver = self.sentinel_resolver(plan);
                 // Each sentinel and the master it names cost at most a connection timeout
                 // and a command timeout each.
                 let sentinels = resolver.plan.sentinels.len() as u32;
                 let budget = (self.options.connection_timeout + self.options.command_timeout)
                     * 2
                     * sentinels;
-                let (connection, address) =
+                let (node, address) =
                     match tokio::time::timeout(budget, resolver.resolve()).await {
                         Ok(Ok(found)) => found,
                         Ok(Err(problem)) => {
@@ -1221,15 +1303,15 @@ impl RedisStoreBuilder {
                         }
                     };
                 tracing::debug!(store = %name, %address, "connected to the Redis master named by the sentinels");
-                let link = SentinelLink::start(
-                    resolver,
-                    MasterState::Ready {
-                        connection,
+                let link = Link::start(
+                    Finder::Sentinel(resolver),
+                    LinkState::Ready {
+                        node,
                         address: address.into(),
                         generation: 1,
                     },
                 );
-                Ok(self.finish(Connection::Sentinel(link), name))
+                Ok(self.finish(Connection::Link(link), name))
             }
             Plan::Cluster(plan, name) => {
                 // Reading the slot map and connecting to every node takes a few steps.
@@ -1277,19 +1359,13 @@ impl RedisStoreBuilder {
         }
         match self.plan()? {
             Plan::Standalone(client, name) => {
-                let manager =
-                    ConnectionManager::new_lazy_with_config(client, self.manager_config())
-                        .map_err(|e| StoreError::Config(format!("Redis connection {name}: {e}")))?;
-                Ok(self.finish(Connection::Standalone(manager), name))
+                let link = Link::start(self.direct_finder(&client), LinkState::Resolving);
+                Ok(self.finish(Connection::Link(link), name))
             }
             Plan::Sentinel(plan, name) => {
-                let resolver = SentinelResolver {
-                    plan,
-                    config: self.node_config(),
-                    watch: None,
-                };
-                let link = SentinelLink::start(resolver, MasterState::Resolving);
-                Ok(self.finish(Connection::Sentinel(link), name))
+                let finder = Finder::Sentinel(self.sentinel_resolver(plan));
+                let link = Link::start(finder, LinkState::Resolving);
+                Ok(self.finish(Connection::Link(link), name))
             }
             Plan::Cluster(plan, name) => {
                 let client = self.cluster_client(&plan, &name)?;
@@ -1470,20 +1546,27 @@ impl RedisStoreBuilder {
         }
     }
 
-    /// The reconnect policy. A broken connection is re-opened on the next command, with
-    /// one quick retry, so a command while Redis is down fails in milliseconds instead of
-    /// waiting out a long backoff; each later command tries again, so the store recovers
-    /// as soon as Redis is back.
-    fn manager_config(&self) -> ConnectionManagerConfig {
-        // No response timeout in the client: every command is already bounded by the
-        // store's own budget (`timed`), and a second timer per command costs measurable
-        // CPU (a timer wheel entry armed and cleared on every request).
-        ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.options.connection_timeout))
-            .set_response_timeout(None)
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(500))
+    /// How a standalone store connects: no response timeout in the client, because every
+    /// command is already bounded by the store's own budget (`send`), and a second timer
+    /// per command costs measurable CPU (a timer wheel entry armed and cleared on every
+    /// request).
+    fn direct_finder(&self, client: &Client) -> Finder {
+        Finder::Direct {
+            info: client.get_connection_info().clone(),
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.options.connection_timeout))
+                .set_response_timeout(None),
+            timeout: self.options.connection_timeout,
+        }
+    }
+
+    fn sentinel_resolver(&self, plan: SentinelPlan) -> SentinelResolver {
+        SentinelResolver {
+            plan,
+            config: self.node_config(),
+            connect_timeout: self.options.connection_timeout,
+            watch: None,
+        }
     }
 
     fn client(&self) -> Result<(Client, String), StoreError> {
@@ -1715,7 +1798,7 @@ fn ttl_of(duration: Duration) -> Ttl {
 
 /// Whether an error means the connection was broken (Redis restarted, a proxy dropped
 /// it, or an earlier reconnect failed), so the command most likely never ran and is worth
-/// one retry on the fresh connection the manager opens on such an error. This is what makes
+/// one retry on the fresh connection opened after such an error. This is what makes
 /// the first request after Redis comes back succeed. While Redis is down the retry costs
 /// one refused connect: milliseconds.
 fn is_stale_connection(e: &RedisError) -> bool {

@@ -501,6 +501,55 @@ async fn redis_down_answers_503_fast_and_recovers_without_restart() {
     drop(server);
 }
 
+/// The store opens its connection and drives it itself: one connection per store, a
+/// connection the server drops is replaced on the next command (which is served), and
+/// dropping the store closes it rather than leaving its task behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_replaced_when_killed_and_closed_with_the_store() {
+    let server = start_redis().await;
+    // `CLIENT LIST` shows redis-cli's own connection too.
+    let clients = || {
+        server
+            .cli(&["CLIENT", "LIST", "TYPE", "normal"])
+            .lines()
+            .count()
+    };
+    let alone = clients();
+    let store = store_on(&server).await;
+    let id = id();
+    store
+        .save(&id, &record(None, 1), SaveMode::Create)
+        .await
+        .unwrap();
+    let requests: Vec<_> = (0..50)
+        .map(|_| {
+            let (store, id) = (store.clone(), id.clone());
+            tokio::spawn(async move { store.load(&id).await })
+        })
+        .collect();
+    for request in requests {
+        assert!(request.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(clients(), alone + 1, "one connection for every request");
+
+    server.cli(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]);
+    assert!(
+        store.load(&id).await.unwrap().is_some(),
+        "the command after the kill is served on a new connection"
+    );
+    assert_eq!(clients(), alone + 1);
+
+    drop(store);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while clients() != alone {
+        assert!(
+            Instant::now() < deadline,
+            "the store's connection outlived it"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lazy_store_starts_without_redis_and_connects_when_it_is_up() {
     let port = test_support::free_port();
