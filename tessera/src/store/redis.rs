@@ -187,8 +187,8 @@ impl Default for Options {
 ///
 /// # Runtimes
 ///
-/// The connection is driven by a task spawned on the runtime the store connects in, and
-/// serves requests on any runtime. On tokio's multi-threaded runtime that task yields once
+/// The connection is driven by a task spawned on the runtime the store connects in (which
+/// must keep running while the store is used), and serves requests on any runtime. On tokio's multi-threaded runtime that task yields once
 /// each time it is woken, so it writes the commands of every request the worker ran in
 /// the meantime in one `write` (about twelve under load instead of two or three: half
 /// the Redis CPU per request). TLS connections, and TCP options other than `TCP_NODELAY`

@@ -55,17 +55,24 @@ pub(super) async fn open(
     config: &AsyncConnectionConfig,
     timeout: Duration,
 ) -> Result<Node, RedisError> {
+    // The store is polled by tokio (its timers need it), but a clear error beats a panic.
+    let Ok(runtime) = Handle::try_current() else {
+        return Err(RedisError::from((
+            ErrorKind::Client,
+            "the Redis store needs a tokio runtime",
+        )));
+    };
     let attempt = async {
         match info.addr() {
             ConnectionAddr::Tcp(host, port) if plain_tcp(info.tcp_settings()) => {
                 let stream = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
                 stream.set_nodelay(info.tcp_settings().nodelay())?;
-                batched(info, stream, config).await
+                batched(&runtime, info, stream, config).await
             }
             #[cfg(unix)]
             ConnectionAddr::Unix(path) => {
                 let stream = tokio::net::UnixStream::connect(path).await?;
-                batched(info, stream, config).await
+                batched(&runtime, info, stream, config).await
             }
             _ => {
                 let connection = Client::open(info.clone())?
@@ -97,6 +104,7 @@ fn plain_tcp(settings: &TcpSettings) -> bool {
 }
 
 async fn batched<S>(
+    runtime: &Handle,
     info: &ConnectionInfo,
     stream: S,
     config: &AsyncConnectionConfig,
@@ -107,9 +115,9 @@ where
     let (connection, driver) =
         MultiplexedConnection::new_with_config(info.redis_settings(), stream, config.clone())
             .await?;
-    let task = match Handle::current().runtime_flavor() {
-        RuntimeFlavor::CurrentThread => tokio::spawn(driver),
-        _ => tokio::spawn(yielding(driver)),
+    let task = match runtime.runtime_flavor() {
+        RuntimeFlavor::CurrentThread => runtime.spawn(driver),
+        _ => runtime.spawn(yielding(driver)),
     };
     Ok(Node {
         connection,
