@@ -550,6 +550,51 @@ async fn one_connection_replaced_when_killed_and_closed_with_the_store() {
     }
 }
 
+/// A Unix socket, a password and a database: the handshake (AUTH, SELECT) runs on the
+/// connection the store opens itself, and the data lands in that database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unix_socket_with_password_and_database() {
+    let dir = test_support::TempDir::new().unwrap();
+    let socket = dir.path().join("redis.sock").to_str().unwrap().to_owned();
+    let at = socket.clone();
+    let server = tokio::task::spawn_blocking(move || {
+        RedisServer::start_with(&["--unixsocket", &at, "--unixsocketperm", "700"])
+    })
+    .await
+    .unwrap();
+    // Set once the server is up: its readiness check does not authenticate.
+    server.cli(&["CONFIG", "SET", "requirepass", "hunter2"]);
+    let store = RedisStore::builder(format!("redis+unix://{socket}?db=2&pass=hunter2"))
+        .prefix(PREFIX)
+        .connect()
+        .await
+        .unwrap();
+    let id = id();
+    store
+        .save(&id, &record(None, 7), SaveMode::Create)
+        .await
+        .unwrap();
+    assert!(store.load(&id).await.unwrap().is_some());
+    let in_db2 = server.cli(&[
+        "-a",
+        "hunter2",
+        "--no-auth-warning",
+        "-n",
+        "2",
+        "EXISTS",
+        &key(id.as_str()),
+    ]);
+    assert_eq!(in_db2, "1", "the session is in database 2");
+
+    let refused = RedisStore::builder(format!("redis+unix://{socket}?pass=wrong"))
+        .connect()
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Backend { .. })),
+        "a wrong password is refused at connect"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lazy_store_starts_without_redis_and_connects_when_it_is_up() {
     let port = test_support::free_port();

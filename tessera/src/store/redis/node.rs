@@ -144,3 +144,24 @@ async fn yielding(driver: impl Future<Output = ()>) {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Settings we cannot apply to a stream we open send the connection through redis-rs.
+    #[test]
+    fn only_nodelay_counts_as_plain_tcp() {
+        assert!(plain_tcp(&TcpSettings::default()));
+        assert!(plain_tcp(&TcpSettings::default().set_nodelay(true)));
+        assert!(!plain_tcp(
+            &TcpSettings::default().set_linger_time(Duration::from_secs(1))
+        ));
+        #[cfg(target_os = "linux")]
+        assert!(!plain_tcp(
+            &TcpSettings::default()
+                .set_nodelay(true)
+                .set_user_timeout(Duration::from_secs(5))
+        ));
+    }
+}
