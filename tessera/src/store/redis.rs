@@ -485,6 +485,14 @@ impl Finder {
     fn waits_when_down(&self) -> bool {
         matches!(self, Finder::Direct { .. })
     }
+
+    /// What a request is told while no connection can be opened.
+    fn down_message(&self) -> &'static str {
+        match self {
+            Finder::Direct { .. } => "Redis is unreachable (retrying in the background)",
+            Finder::Sentinel(_) => "no Redis master available through the sentinels (a failover may be under way; retrying in the background)",
+        }
+    }
 }
 
 /// The shared end of a connection: the current connection, published by one background
@@ -497,6 +505,7 @@ struct Link {
     wake: mpsc::Sender<u64>,
     target: String,
     waits_when_down: bool,
+    down_message: &'static str,
 }
 
 impl Link {
@@ -513,6 +522,7 @@ impl Link {
             wake,
             target: finder.target(),
             waits_when_down: finder.waits_when_down(),
+            down_message: finder.down_message(),
         });
         if needs_connection {
             let _ = link.wake.try_send(generation);
@@ -571,7 +581,7 @@ impl Link {
                 LinkState::Down { problem } if nudged || !self.waits_when_down => {
                     return Err(RedisError::from((
                         ErrorKind::Client,
-                        "Redis is unreachable (retrying in the background)",
+                        self.down_message,
                         format!("{}: {problem}", self.target),
                     )))
                 }
@@ -916,7 +926,8 @@ async fn run_resolver(
                         tracing::warn!(
                             redis = %shared.target,
                             %problem,
-                            "cannot reach Redis; retrying in the background, requests answer 503 meanwhile"
+                            "{}; requests answer 503 meanwhile",
+                            shared.down_message
                         );
                     }
                     shared.state.send_replace(LinkState::Down {
