@@ -181,25 +181,27 @@ impl Default for Options {
 /// broken, or that times out (a frozen server, or a connection a dropped NAT entry left
 /// silently dead), hands the connection to one background task that opens a new one;
 /// while that fails, each request has it try again at once (a refused connection costs
-/// microseconds), so the first request after Redis is back is served. A value under the prefix that is not a
-/// session (not JSON, no `cookie`, a hash…) loads as [`StoreError::Corrupt`], which the
-/// layer treats as no session.
+/// microseconds), so the first request after Redis is back is served. A value under the
+/// prefix that is not a session (not JSON, no `cookie`, a hash…) loads as
+/// [`StoreError::Corrupt`], which the layer treats as no session.
 ///
 /// # Runtimes
 ///
 /// The connection is driven by a task spawned on the runtime the store connects in (which
-/// must keep running while the store is used), and serves requests on any runtime. On tokio's multi-threaded runtime that task yields once
-/// each time it is woken, so it writes the commands of every request the worker ran in
-/// the meantime in one `write` (about twelve under load instead of two or three: half
+/// must keep running while the store is used), and serves requests on any runtime. On
+/// tokio's multi-threaded runtime, while several commands are in flight, that task yields
+/// once each time it is woken, so it writes the commands of every request the worker ran
+/// in the meantime in one `write` (about twelve under load instead of two or three: half
 /// the Redis CPU per request). TLS connections, and TCP options other than `TCP_NODELAY`
 /// on a [`Client`] passed to [`RedisStore::builder_from_client`], are opened by redis-rs
-/// and written without this batching. An application that runs one single-threaded runtime
-/// per core (the layout actix-web uses) does best with one store per runtime, each
-/// connected inside its own runtime: every connection's task then runs on the thread of
-/// the requests it serves, and no command wakes another thread. In `bench/run` that layout
-/// served the Redis counter a quarter to a third faster than one store on tokio's
-/// multi-threaded runtime (tower-sessions gains as much from it); the README's benchmark
-/// section has the numbers.
+/// and written without this batching.
+///
+/// An application that runs one single-threaded runtime per core (the layout actix-web
+/// uses) does best with one store per runtime, each connected inside its own runtime:
+/// every connection's task then runs on the thread of the requests it serves, and no
+/// command wakes another thread. In `bench/run` that layout served the Redis counter a
+/// third or more faster than one store on tokio's multi-threaded runtime (tower-sessions
+/// gains as much from it); the README's benchmark section has the numbers.
 ///
 /// # Example
 ///
@@ -631,9 +633,11 @@ impl Link {
         let mut retried = false;
         loop {
             let (mut node, generation) = self.connection().await?;
+            let in_flight = node::InFlight::begin(&node.in_flight);
             // `ConnectionLike`'s boxed future, not the inline `send_packed_command`: see
             // `connection`.
             let result = node.connection.req_packed_command(cmd).await;
+            drop(in_flight);
             let sign = match &result {
                 Ok(value) => failover_sign_in(std::slice::from_ref(value)),
                 Err(e) => failover_sign(e),
@@ -659,7 +663,9 @@ impl Link {
         let mut retried = false;
         loop {
             let (mut node, generation) = self.connection().await?;
+            let in_flight = node::InFlight::begin(&node.in_flight);
             let result = node.connection.req_packed_commands(pipe, 0, count).await;
+            drop(in_flight);
             let sign = match &result {
                 Ok(values) => failover_sign_in(values),
                 Err(e) => failover_sign(e),
