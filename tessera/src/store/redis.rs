@@ -569,9 +569,6 @@ impl Link {
     /// down it fails at once, or (see [`Finder::waits_when_down`]) has the resolver try
     /// again now and answers what that attempt found.
     async fn current(&self) -> Result<(Node, u64), RedisError> {
-        if let Some(ready) = self.ready() {
-            return Ok(ready);
-        }
         let mut rx = self.state.subscribe();
         let mut nudged = false;
         loop {
@@ -684,11 +681,12 @@ impl Link {
     }
 }
 
-/// Why a Sentinel master connection is no longer trusted.
+/// Why a link's connection is no longer trusted.
 #[derive(Debug, Clone, Copy)]
 enum FailoverSign {
-    /// The connection broke: the command did not reach a live master. Worth one retry on
-    /// the master the sentinels name now.
+    /// The connection broke (Redis restarted, a proxy dropped it, the master died): the
+    /// command most likely never ran. Worth one retry on the fresh connection, which is
+    /// what serves the first request after Redis is back.
     Dropped,
     /// The server is a replica now (READONLY): the command was refused. Worth one retry.
     ReadOnly,
@@ -1813,15 +1811,6 @@ fn ttl_of(duration: Duration) -> Ttl {
     }
 }
 
-/// Whether an error means the connection was broken (Redis restarted, a proxy dropped
-/// it, or an earlier reconnect failed), so the command most likely never ran and is worth
-/// one retry on the fresh connection opened after such an error. This is what makes
-/// the first request after Redis comes back succeed. While Redis is down the retry costs
-/// one refused connect: milliseconds.
-fn is_stale_connection(e: &RedisError) -> bool {
-    e.is_connection_dropped()
-}
-
 fn is_wrongtype(e: &redis::ServerError) -> bool {
     e.code() == "WRONGTYPE"
 }
@@ -1921,8 +1910,7 @@ impl Inner {
     async fn send(&self, op: &'static str, cmd: &Cmd) -> Result<Value, StoreError> {
         let generation = self.connection.generation();
         let budget = self.options.command_timeout;
-        let attempt = || self.connection.request(cmd);
-        let outcome = tokio::time::timeout(budget, self.retry_if_stale(attempt)).await;
+        let outcome = tokio::time::timeout(budget, self.connection.request(cmd)).await;
         self.settle_sent(op, budget, generation, outcome)
     }
 
@@ -1945,26 +1933,9 @@ impl Inner {
         budget: Duration,
     ) -> Result<Vec<Value>, StoreError> {
         let generation = self.connection.generation();
-        let attempt = || self.connection.request_pipeline(pipe, count);
-        let outcome = tokio::time::timeout(budget, self.retry_if_stale(attempt)).await;
+        let outcome =
+            tokio::time::timeout(budget, self.connection.request_pipeline(pipe, count)).await;
         self.settle_sent(op, budget, generation, outcome)
-    }
-
-    /// Runs `attempt`, and once more on a connection found broken.
-    async fn retry_if_stale<T, F>(&self, attempt: impl Fn() -> F) -> Result<T, RedisError>
-    where
-        F: Future<Output = Result<T, RedisError>>,
-    {
-        // Bound, then matched: awaited inside the `match`, the first attempt's future would
-        // stay in the state beside the retry's.
-        let first = attempt().await;
-        match first {
-            Err(e) if is_stale_connection(&e) => {
-                tracing::debug!(store = %self.name, error = %e, "Redis connection was broken; retrying once on a new one");
-                attempt().await
-            }
-            other => other,
-        }
     }
 
     /// [`settle`](Self::settle) for what `send` sent on the connection of `generation`: a
