@@ -639,15 +639,8 @@ impl Link {
                 Ok(value) => failover_sign_in(std::slice::from_ref(value)),
                 Err(e) => failover_sign(e),
             };
-            match sign {
-                None => return result,
-                Some(sign) => {
-                    self.report(generation, sign.why());
-                    if retried || !sign.retry() {
-                        return result;
-                    }
-                    retried = true;
-                }
+            if !self.retry_after(generation, sign, &mut retried) {
+                return result;
             }
         }
     }
@@ -667,17 +660,24 @@ impl Link {
                 Ok(values) => failover_sign_in(values),
                 Err(e) => failover_sign(e),
             };
-            match sign {
-                None => return result,
-                Some(sign) => {
-                    self.report(generation, sign.why());
-                    if retried || !sign.retry() {
-                        return result;
-                    }
-                    retried = true;
-                }
+            if !self.retry_after(generation, sign, &mut retried) {
+                return result;
             }
         }
+    }
+
+    /// After a send on connection `generation` whose outcome showed `sign`: reports the
+    /// connection, and answers whether to send once more (once per request, and only for
+    /// a sign worth a retry). Both request loops share it; each keeps its own send, which
+    /// stays inline on the hot path.
+    fn retry_after(&self, generation: u64, sign: Option<FailoverSign>, retried: &mut bool) -> bool {
+        let Some(sign) = sign else { return false };
+        self.report(generation, sign.why());
+        if *retried || !sign.retry() {
+            return false;
+        }
+        *retried = true;
+        true
     }
 }
 
