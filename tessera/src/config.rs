@@ -22,6 +22,8 @@
 //! | `cookie.priority`          | [`SessionConfig::cookie_priority`]    | none            |
 //! | —                          | [`SessionConfig::always_touch`]       | `false`         |
 //! | —                          | [`SessionConfig::store_timeout`]      | 3 s             |
+//! | —                          | [`SessionConfig::guarded_commit`]     | `true`          |
+//! | —                          | [`SessionConfig::cache_headers`]      | `true`          |
 //!
 //! express-session itself still defaults `resave` and `saveUninitialized` to `true` (with a
 //! deprecation warning); every guide, the article included, sets both to `false`, and so do
@@ -117,6 +119,8 @@ pub struct SessionConfig {
     pub(crate) trust_proxy: bool,
     pub(crate) always_touch: bool,
     pub(crate) store_timeout: Duration,
+    pub(crate) guarded_commit: bool,
+    pub(crate) cache_headers: bool,
     pub(crate) id_generator: Option<IdGenerator>,
     pub(crate) cookie: CookieConfig,
 }
@@ -146,6 +150,8 @@ impl Default for SessionConfig {
             trust_proxy: false,
             always_touch: false,
             store_timeout: Duration::from_secs(3),
+            guarded_commit: true,
+            cache_headers: true,
             id_generator: None,
             cookie: CookieConfig {
                 path: "/".into(),
@@ -177,6 +183,8 @@ impl fmt::Debug for SessionConfig {
             .field("trust_proxy", &self.trust_proxy)
             .field("always_touch", &self.always_touch)
             .field("store_timeout", &self.store_timeout)
+            .field("guarded_commit", &self.guarded_commit)
+            .field("cache_headers", &self.cache_headers)
             .field("cookie", &self.cookie)
             .finish()
     }
@@ -253,6 +261,26 @@ impl SessionConfig {
     /// How long one store call may take before the request fails with 503 (default 3 s).
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
+        self
+    }
+
+    /// Whether saving a loaded session is a guarded commit (default `true`): the store
+    /// writes only if the record is still the one this request loaded, and otherwise this
+    /// request's changes are merged, per key, into what the other writer stored. With
+    /// `false` the last writer wins, as with express-session and connect-redis: concurrent
+    /// requests of one session can undo each other's changes. A destroyed session is never
+    /// brought back either way.
+    pub fn guarded_commit(mut self, yes: bool) -> Self {
+        self.guarded_commit = yes;
+        self
+    }
+
+    /// Whether responses that depend on the session are kept out of shared caches (default
+    /// `true`): `Vary: Cookie` when the handler read the session, and `Cache-Control:
+    /// private` (keeping a stricter value the application set) when the response sets the
+    /// session cookie. Turn it off only when something else in front sets these headers.
+    pub fn cache_headers(mut self, yes: bool) -> Self {
+        self.cache_headers = yes;
         self
     }
 

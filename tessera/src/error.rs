@@ -36,6 +36,19 @@ pub enum SessionError {
     /// The session was destroyed or unset earlier in this request.
     #[error("the session was destroyed earlier in this request")]
     Destroyed,
+    /// The guarded commit gave up: the stored session kept changing under this request
+    /// (writers outside this process saved it again and again). Nothing of this request was
+    /// saved; the layer answers 503 and the client may retry.
+    #[error("the session kept changing in the store; gave up after {attempts} attempts to merge this request's changes")]
+    Conflict {
+        /// How many commits were tried.
+        attempts: u32,
+    },
+    /// An earlier step of this request failed in a way that makes the session unsafe to
+    /// go on with (a `regenerate` that could not delete the old record). The layer answers
+    /// 503 whatever the handler answered.
+    #[error("the session cannot be used any more in this request: {0}")]
+    Broken(&'static str),
     /// The operating system could not supply random bytes for a new ID, or the custom ID
     /// generator returned an ill-formed ID.
     #[error("cannot generate a session ID: {0}")]
@@ -47,20 +60,29 @@ impl SessionError {
     pub fn is_store(&self) -> bool {
         matches!(self, SessionError::Store(_))
     }
+
+    /// Whether the client may simply try again later: the store failed, or the guarded
+    /// commit or a `regenerate` could not complete. Answered with 503.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            SessionError::Store(_) | SessionError::Conflict { .. } | SessionError::Broken(_)
+        )
+    }
 }
 
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for SessionError {
     fn into_response(self) -> axum_core::response::Response {
         use http::StatusCode;
-        let status = if self.is_store() {
-            tracing::warn!(error = %self, "session store failed; answering 503");
+        let status = if self.is_unavailable() {
+            tracing::warn!(error = %self, "session unavailable; answering 503");
             StatusCode::SERVICE_UNAVAILABLE
         } else {
             tracing::error!(error = %self, "session error; answering 500");
             StatusCode::INTERNAL_SERVER_ERROR
         };
-        let body = if self.is_store() {
+        let body = if self.is_unavailable() {
             "Session store unavailable, try again shortly."
         } else {
             "Session error."

@@ -18,8 +18,10 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::cache;
 use crate::config::{ConfigError, SessionConfig};
-use crate::session::{Engine, RawCookies, Session};
+use crate::engine::Engine;
+use crate::session::{RawCookies, Session};
 use crate::signing::Secrets;
 use crate::store::Store;
 
@@ -117,28 +119,46 @@ where
         // itself, and no clone of it is made per request (tower's clone-and-replace is for
         // middleware that awaits before calling on).
         let response = self.inner.call(req);
+        let engine = self.engine.clone();
         Box::pin(async move {
             let mut response = response.await?;
             let outcome = session.finish().await;
             if let Some(error) = outcome.error {
-                tracing::warn!(%error, "session store failed at the end of the request; answering 503");
-                let mut unavailable = Response::new(ResBody::default());
-                *unavailable.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                return Ok(unavailable);
+                return Ok(failed(&error));
             }
+            let mut sets_cookie = false;
             if let Some(set_cookie) = outcome.set_cookie {
                 match HeaderValue::try_from(set_cookie) {
                     Ok(value) => {
                         response.headers_mut().append(SET_COOKIE, value);
+                        sets_cookie = true;
                     }
                     Err(error) => {
                         tracing::error!(%error, "session cookie is not a valid header value")
                     }
                 }
             }
+            if engine.config.cache_headers {
+                cache::protect(response.headers_mut(), outcome.read, sets_cookie);
+            }
             Ok(response)
         })
     }
+}
+
+/// The response for a session that could not be finished: the handler's changes were not
+/// kept, so answering success would lie.
+fn failed<B: Default>(error: &crate::SessionError) -> Response<B> {
+    let status = if error.is_unavailable() {
+        tracing::warn!(%error, "session could not be saved at the end of the request; answering 503");
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        tracing::error!(%error, "session could not be finished; answering 500");
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let mut response = Response::new(B::default());
+    *response.status_mut() = status;
+    response
 }
 
 /// Whether the request came over TLS: an `https` URI (set by TLS-terminating servers), or

@@ -70,8 +70,10 @@
 
 #![warn(missing_docs)]
 
+mod cache;
 pub mod config;
 mod cookie;
+mod engine;
 mod error;
 pub mod id;
 mod js_number;
@@ -89,7 +91,7 @@ pub use record::Record;
 #[cfg(feature = "axum")]
 pub use session::MissingSessionLayer;
 pub use session::Session;
-pub use store::{MemoryStore, SaveMode, SaveOutcome, Store, StoreError, Stored};
+pub use store::{Loaded, MemoryStore, SaveMode, SaveOutcome, Store, StoreError, Stored, Version};
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "sqlite")]

@@ -174,6 +174,12 @@ impl Record {
         })
     }
 
+    /// Takes over `other`'s sheltered lone surrogates, when values of `other` were copied
+    /// into this record (a merge of two versions of one session).
+    pub(crate) fn absorb_shelter(&mut self, other: &Record) {
+        self.sheltered |= other.sheltered;
+    }
+
     /// How long a store should keep this record, by connect-redis's rule: until the
     /// cookie expires when it has an expiry, else `default_ttl`.
     pub fn ttl(&self, default_ttl: Duration) -> Ttl {

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{SaveMode, SaveOutcome, Store, StoreError, Stored};
+use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version};
 use crate::id::SessionId;
 use crate::record::{Record, Ttl};
 
@@ -44,7 +44,8 @@ struct State {
     entries: HashMap<SessionId, Entry, BuildHasherDefault<IdHasher>>,
     /// Every entry under `(indexed, seq)`; see `Entry::indexed`.
     deadlines: BTreeMap<(Instant, u64), SessionId>,
-    /// Makes index keys unique when two entries share a deadline.
+    /// Makes index keys unique when two entries share a deadline, and numbers the
+    /// versions of stored records (each write takes the next one).
     next_seq: u64,
     shutdown: bool,
 }
@@ -56,6 +57,8 @@ struct Entry {
     /// purge looks at the entry in time, and then re-files it if it was extended.
     indexed: Instant,
     seq: u64,
+    /// Which write stored `record`: the guarded commit's version.
+    version: u64,
 }
 
 /// The map's hasher. A request looks its session up several times (load, touch, save), and
@@ -205,13 +208,12 @@ impl State {
 
     /// Adds an entry; answers whether its deadline is now the earliest (the purge task
     /// must be woken to sleep less).
-    fn insert(&mut self, id: &SessionId, record: Record, deadline: Instant) -> bool {
+    fn insert(&mut self, id: &SessionId, record: Record, deadline: Instant) -> (bool, u64) {
         let earliest = self
             .deadlines
             .first_key_value()
             .is_none_or(|((first, _), _)| deadline < *first);
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.next_seq();
         self.deadlines.insert((deadline, seq), id.clone());
         self.entries.insert(
             id.clone(),
@@ -220,9 +222,16 @@ impl State {
                 deadline,
                 indexed: deadline,
                 seq,
+                version: seq,
             },
         );
-        earliest
+        (earliest, seq)
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
     }
 
     /// Moves a live entry's deadline; false when there is no live entry. A later deadline
@@ -271,57 +280,68 @@ async fn purge_task(shared: Arc<Shared>) {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>, StoreError> {
         let state = self.shared.lock();
-        Ok(state.live(id, Instant::now()).map(|e| e.record.clone()))
+        Ok(state
+            .live(id, Instant::now())
+            .map(|e| Loaded::new(e.record.clone(), Version::counter(e.version))))
     }
 
     async fn load_and_touch(
         &self,
         id: &SessionId,
         expires: Option<OffsetDateTime>,
-    ) -> Result<Option<(Record, bool)>, StoreError> {
+    ) -> Result<Option<Loaded>, StoreError> {
         let now = Instant::now();
         let deadline = self.deadline(Ttl::from_expiry(expires, self.shared.default_ttl), now);
         let mut state = self.shared.lock();
         let Some(entry) = state.live(id, now) else {
             return Ok(None);
         };
-        let record = entry.record.clone();
-        let touched = deadline.is_some_and(|deadline| state.extend(id, deadline, now));
-        Ok(Some((record, touched)))
+        let mut loaded = Loaded::new(entry.record.clone(), Version::counter(entry.version));
+        loaded.touched = deadline.is_some_and(|deadline| state.extend(id, deadline, now));
+        Ok(Some(loaded))
     }
 
     async fn save(
         &self,
         id: &SessionId,
         record: &Record,
-        mode: SaveMode,
+        mode: SaveMode<'_>,
     ) -> Result<SaveOutcome, StoreError> {
         let now = Instant::now();
         let mut state = self.shared.lock();
         state.purge(now);
-        let exists = state.live(id, now).is_some();
-        match (mode, exists) {
-            (SaveMode::Create, true) => return Ok(SaveOutcome::Conflict),
-            (SaveMode::Update, false) => return Ok(SaveOutcome::Gone),
+        let stored = state.live(id, now).map(|e| e.version);
+        let exists = stored.is_some();
+        match (mode, stored) {
+            (SaveMode::Create, Some(_)) => return Ok(SaveOutcome::Conflict),
+            (SaveMode::Update { .. }, None) => return Ok(SaveOutcome::Gone),
+            // The guarded commit: checked and written under the one lock.
+            (SaveMode::Update { expected: Some(v) }, Some(stored))
+                if v.as_counter() != Some(stored) =>
+            {
+                return Ok(SaveOutcome::Changed)
+            }
             _ => {}
         }
         let Some(deadline) = self.deadline(record.ttl(self.shared.default_ttl), now) else {
             state.remove(id);
             return Ok(SaveOutcome::Gone);
         };
-        let earliest = if exists {
+        let (earliest, version) = if exists {
             let first = state
                 .deadlines
                 .first_key_value()
                 .map(|((first, _), _)| *first);
+            let version = state.next_seq();
             // An update writes over the stored record in place, reusing its allocations.
             if let Some(entry) = state.entries.get_mut(id) {
                 entry.record.clone_from(record);
+                entry.version = version;
             }
             state.extend(id, deadline, now);
-            first.is_none_or(|first| deadline < first)
+            (first.is_none_or(|first| deadline < first), version)
         } else {
             // A stale (expired, not yet purged) entry may hold this ID.
             state.remove(id);
@@ -331,7 +351,7 @@ impl Store for MemoryStore {
         if earliest {
             self.shared.wake.notify_one();
         }
-        Ok(SaveOutcome::Saved)
+        Ok(SaveOutcome::Saved(Version::counter(version)))
     }
 
     async fn destroy(&self, id: &SessionId) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@
 //! Every store passes the same conformance suite (`tests/it/store_suite.rs`).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -30,26 +31,113 @@ pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// How a save must treat a record that is (or is not) already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SaveMode {
+pub enum SaveMode<'a> {
     /// A new session: write only if no record has this ID (Redis `SET … NX`). A clash
     /// answers [`SaveOutcome::Conflict`] and the engine retries with a fresh ID.
     Create,
-    /// A session loaded from the store: write only if the record still exists (Redis
-    /// `SET … XX`). A session destroyed by another request meanwhile answers
-    /// [`SaveOutcome::Gone`] and stays destroyed: no resurrection.
-    Update,
+    /// A session loaded from the store: write only if the record still exists, so a
+    /// session destroyed by another request meanwhile answers [`SaveOutcome::Gone`] and
+    /// stays destroyed (no resurrection).
+    ///
+    /// With `expected` (the guarded commit, the default), write only if the stored record
+    /// is still the one of that [`Version`]; otherwise answer [`SaveOutcome::Changed`] and
+    /// write nothing. The check and the write are one atomic step of the store. Without it
+    /// (`None`), the last writer wins, as with connect-redis.
+    Update {
+        /// The version the request loaded (or last wrote).
+        expected: Option<&'a Version>,
+    },
 }
 
 /// What a save did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SaveOutcome {
-    /// Written.
-    Saved,
+    /// Written; the version of what is stored now.
+    Saved(Version),
     /// [`SaveMode::Create`] found a record with this ID; nothing written.
     Conflict,
+    /// [`SaveMode::Update`] with an expected version found another record stored (another
+    /// request, instance or Node app wrote it meanwhile); nothing written.
+    Changed,
     /// [`SaveMode::Update`] found no record (destroyed or expired meanwhile), or the record
     /// has already expired by its own cookie; nothing written.
     Gone,
+}
+
+/// Which stored state of a session a [`Record`] was read from (or written as): what the
+/// guarded commit compares.
+///
+/// Opaque to the engine; each store picks what identifies a stored state for it. Stores
+/// whose data other programs share (Redis, SQL) use the stored bytes themselves, so
+/// nothing extra is stored and a write by a Node app is detected like any other; a store
+/// private to this process may use a counter.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Version(VersionRepr);
+
+#[derive(Clone, PartialEq, Eq)]
+enum VersionRepr {
+    Counter(u64),
+    Bytes(Arc<[u8]>),
+}
+
+impl Version {
+    /// A version that is a counter the store bumps on every write.
+    pub fn counter(n: u64) -> Self {
+        Version(VersionRepr::Counter(n))
+    }
+
+    /// A version that is the stored value itself.
+    pub fn bytes(stored: impl Into<Arc<[u8]>>) -> Self {
+        Version(VersionRepr::Bytes(stored.into()))
+    }
+
+    /// The counter, for a version made by [`Version::counter`].
+    pub fn as_counter(&self) -> Option<u64> {
+        match self.0 {
+            VersionRepr::Counter(n) => Some(n),
+            VersionRepr::Bytes(_) => None,
+        }
+    }
+
+    /// The stored value, for a version made by [`Version::bytes`].
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.0 {
+            VersionRepr::Counter(_) => None,
+            VersionRepr::Bytes(bytes) => Some(bytes),
+        }
+    }
+}
+
+impl fmt::Debug for Version {
+    // Never the bytes: they are a session's data.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            VersionRepr::Counter(n) => write!(f, "Version::counter({n})"),
+            VersionRepr::Bytes(b) => write!(f, "Version::bytes({} bytes)", b.len()),
+        }
+    }
+}
+
+/// What [`Store::load`] found: the record and the version it was read from.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The session.
+    pub record: Record,
+    /// The stored state it was read from, for [`SaveMode::Update`]'s `expected`.
+    pub version: Version,
+    /// Whether the load also extended the record's life ([`Store::load_and_touch`]).
+    pub touched: bool,
+}
+
+impl Loaded {
+    /// A record read from `version`, not touched.
+    pub fn new(record: Record, version: Version) -> Self {
+        Loaded {
+            record,
+            version,
+            touched: false,
+        }
+    }
 }
 
 /// A stored value as the admin commands see it: raw, so a corrupt value can be shown too.
@@ -127,21 +215,21 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     ///
     /// A value that cannot be decoded is [`StoreError::Corrupt`], which the engine treats as
     /// no session.
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError>;
+    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>, StoreError>;
 
     /// Loads `id` and, in the same round trip where the store can, extends its life to the
-    /// cookie expiry `expires` as [`Store::touch`] would (Redis: `GETEX`). Answers the record
-    /// and whether it was touched. The engine uses it so that a request that only reads its
-    /// session costs one store command instead of a load and a touch.
+    /// cookie expiry `expires` as [`Store::touch`] would (Redis: `GETEX`), setting
+    /// [`Loaded::touched`] when it did. The engine uses it so that a request that only reads
+    /// its session costs one store command instead of a load and a touch.
     ///
     /// The default loads only and answers "not touched".
     async fn load_and_touch(
         &self,
         id: &SessionId,
         expires: Option<OffsetDateTime>,
-    ) -> Result<Option<(Record, bool)>, StoreError> {
+    ) -> Result<Option<Loaded>, StoreError> {
         let _ = expires;
-        Ok(self.load(id).await?.map(|record| (record, false)))
+        self.load(id).await
     }
 
     /// Writes `record` under `id`, honouring `mode` (see [`SaveMode`]).
@@ -149,7 +237,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         &self,
         id: &SessionId,
         record: &Record,
-        mode: SaveMode,
+        mode: SaveMode<'_>,
     ) -> Result<SaveOutcome, StoreError>;
 
     /// Deletes the record for `id`; deleting a missing record is not an error.

@@ -35,7 +35,7 @@ use redis::{
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 
-use super::{SaveMode, SaveOutcome, Store, StoreError, Stored};
+use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version};
 use crate::cookie::percent_decode;
 use crate::id::SessionId;
 use crate::record::{CookieData, DecodeError, Record, Ttl};
@@ -1811,6 +1811,30 @@ fn ttl_of(duration: Duration) -> Ttl {
     }
 }
 
+/// The guarded commit, run by Redis as one atomic step over the one session key: write the
+/// new value only if the stored one is still the value this request loaded. Answers 1
+/// (written), 2 (another value is stored: nothing written) or 0 (no session: destroyed or
+/// expired, and not brought back). `ARGV`: the loaded value, the new value, and the TTL in
+/// seconds (empty for none, `disable_ttl`). The comparison is of the whole value, so
+/// nothing is stored beside connect-redis's JSON and a Node app's write is seen as a change.
+const GUARDED_SET: &str = "\
+local stored = redis.call('GET', KEYS[1])
+if not stored then return 0 end
+if stored ~= ARGV[1] then return 2 end
+if ARGV[3] == '' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+return 1
+";
+
+/// [`GUARDED_SET`] with its SHA1, computed once.
+fn guarded_set_script() -> &'static redis::Script {
+    static SCRIPT: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(GUARDED_SET))
+}
+
 fn is_wrongtype(e: &redis::ServerError) -> bool {
     e.code() == "WRONGTYPE"
 }
@@ -2106,7 +2130,7 @@ impl fmt::Debug for RedisStore {
 impl Inner {
     /// Sends a load command (`GET`, or `GETEX` that also extends the TTL) and decodes the
     /// session it answers.
-    async fn load_with(&self, id: &SessionId, cmd: &Cmd) -> Result<Option<Record>, StoreError> {
+    async fn load_with(&self, id: &SessionId, cmd: &Cmd) -> Result<Option<Loaded>, StoreError> {
         let bytes = match self.send("load", cmd).await? {
             Value::Nil => return Ok(None),
             Value::BulkString(bytes) => bytes,
@@ -2120,20 +2144,66 @@ impl Inner {
             }
             other => self.reply::<Vec<u8>>("load", other)?,
         };
-        self.options
-            .serializer
-            .deserialize(&bytes)
-            .map(Some)
-            .map_err(|source| StoreError::Corrupt {
+        match self.options.serializer.deserialize(&bytes) {
+            // The stored bytes are the version: the guarded commit compares them on the
+            // server, and nothing extra is stored beside connect-redis's value.
+            Ok(record) => Ok(Some(Loaded::new(record, Version::bytes(bytes)))),
+            Err(source) => Err(StoreError::Corrupt {
                 id: id.clone(),
                 source,
-            })
+            }),
+        }
+    }
+
+    /// Sends a save (`SET` or the guarded commit's script), followed by `WAIT` when the
+    /// store waits for replicas.
+    async fn send_save(&self, cmd: Cmd) -> Result<Value, StoreError> {
+        match self.options.wait {
+            None => self.send("save", &cmd).await,
+            // Boxed: SET + WAIT's state would double the size of every save's future.
+            Some(wait) => Box::pin(self.save_and_wait(cmd, wait)).await,
+        }
+    }
+
+    /// The guarded commit: [`GUARDED_SET`] over the one session key (one Cluster slot),
+    /// called by its SHA; when the server does not have it cached (a restart, a failover,
+    /// `SCRIPT FLUSH`), sent once in full, which caches it again.
+    async fn guarded_set(
+        &self,
+        key: &[u8],
+        expected: &[u8],
+        value: &[u8],
+        ttl: Option<u64>,
+    ) -> Result<Value, StoreError> {
+        let script = guarded_set_script();
+        let ttl = ttl.map(|t| t.to_string()).unwrap_or_default();
+        let command = |name: &'static str, body: &str| {
+            let data = body.len() + key.len() + expected.len() + value.len() + ttl.len() + 1;
+            let mut cmd = Inner::command(name, 7, data);
+            cmd.arg(body)
+                .arg(1)
+                .arg(key)
+                .arg(expected)
+                .arg(value)
+                .arg(&ttl);
+            cmd
+        };
+        let reply = self
+            .send_save(command("EVALSHA", script.get_hash()))
+            .await?;
+        match reply {
+            Value::ServerError(e) if e.code() == "NOSCRIPT" => {
+                tracing::debug!(store = %self.name, "the guarded commit's script was not cached on the server; sending it in full");
+                Box::pin(self.send_save(command("EVAL", GUARDED_SET))).await
+            }
+            other => Ok(other),
+        }
     }
 }
 
 #[async_trait]
 impl Store for RedisStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>, StoreError> {
         let inner = &*self.inner;
         let key = inner.key(id.as_str());
         let mut cmd = Inner::command("GET", 2, key.len());
@@ -2149,7 +2219,7 @@ impl Store for RedisStore {
         &self,
         id: &SessionId,
         expires: Option<OffsetDateTime>,
-    ) -> Result<Option<(Record, bool)>, StoreError> {
+    ) -> Result<Option<Loaded>, StoreError> {
         use std::sync::atomic::Ordering;
         let inner = &*self.inner;
         // `GETEX` when the TTL is to be extended and the server has the command; else
@@ -2179,7 +2249,10 @@ impl Store for RedisStore {
         // in the state through the arms, beside the fallback's.
         let loaded = inner.load_with(id, &cmd).await;
         match loaded {
-            Ok(found) => Ok(found.map(|r| (r, touched))),
+            Ok(found) => Ok(found.map(|mut loaded| {
+                loaded.touched = touched;
+                loaded
+            })),
             Err(StoreError::Backend { source, .. })
                 if getex_ttl.is_some()
                     && source
@@ -2197,7 +2270,7 @@ impl Store for RedisStore {
                 // Boxed: this path runs once per store, and would otherwise enlarge
                 // every load's future.
                 match tokio::time::timeout(left, Box::pin(self.load(id))).await {
-                    Ok(loaded) => Ok(loaded?.map(|r| (r, false))),
+                    Ok(loaded) => loaded,
                     Err(_) => Err(StoreError::Timeout {
                         store: inner.name.clone(),
                         op: "load",
@@ -2213,41 +2286,61 @@ impl Store for RedisStore {
         &self,
         id: &SessionId,
         record: &Record,
-        mode: SaveMode,
+        mode: SaveMode<'_>,
     ) -> Result<SaveOutcome, StoreError> {
         let inner = &*self.inner;
         let key = inner.key(id.as_str());
         let Ttl::Seconds(ttl) = inner.ttl_for(record) else {
             // connect-redis deletes a session whose cookie has expired. A new session has
             // nothing to delete (and deleting could only hit a clashing ID's record).
-            if mode == SaveMode::Update {
+            if matches!(mode, SaveMode::Update { .. }) {
                 inner.del("save", &key).await?;
             }
             return Ok(SaveOutcome::Gone);
         };
+        let ttl = (!inner.options.disable_ttl).then_some(ttl);
         let value = inner.options.serializer.serialize(record);
+        if let SaveMode::Update {
+            expected: Some(expected),
+        } = mode
+        {
+            // A version this store did not make matches no stored value.
+            let Some(expected) = expected.as_bytes() else {
+                return Ok(SaveOutcome::Changed);
+            };
+            let reply = Box::pin(inner.guarded_set(&key, expected, &value, ttl)).await?;
+            return match reply {
+                Value::Int(1) => Ok(SaveOutcome::Saved(Version::bytes(value))),
+                Value::Int(2) => Ok(SaveOutcome::Changed),
+                Value::Int(0) => Ok(SaveOutcome::Gone),
+                other => {
+                    inner.reply::<()>("save", other)?;
+                    Err(StoreError::backend(
+                        &inner.name,
+                        "save",
+                        "the guarded commit's script answered something other than 0, 1 or 2",
+                    ))
+                }
+            };
+        }
         let mut cmd = Inner::command("SET", 6, key.len() + value.len() + 2 + 20 + 2);
-        cmd.arg(&key).arg(value);
-        if !inner.options.disable_ttl {
+        cmd.arg(&key).arg(&value);
+        if let Some(ttl) = ttl {
             cmd.arg("EX").arg(ttl);
         }
         cmd.arg(match mode {
             SaveMode::Create => "NX",
-            SaveMode::Update => "XX",
+            SaveMode::Update { .. } => "XX",
         });
-        let reply = match inner.options.wait {
-            None => inner.send("save", &cmd).await?,
-            // Boxed: SET + WAIT's state would double the size of every save's future.
-            Some(wait) => Box::pin(inner.save_and_wait(cmd, wait)).await?,
-        };
+        let reply = inner.send_save(cmd).await?;
         match reply {
             Value::Nil => Ok(match mode {
                 SaveMode::Create => SaveOutcome::Conflict,
-                SaveMode::Update => SaveOutcome::Gone,
+                SaveMode::Update { .. } => SaveOutcome::Gone,
             }),
             other => {
                 inner.reply::<()>("save", other)?;
-                Ok(SaveOutcome::Saved)
+                Ok(SaveOutcome::Saved(Version::bytes(value)))
             }
         }
     }
@@ -2376,7 +2469,13 @@ mod tests {
             ),
             (
                 "save",
-                std::mem::size_of_val(&*store.save(&id, &record, SaveMode::Update)),
+                std::mem::size_of_val(&*store.save(
+                    &id,
+                    &record,
+                    SaveMode::Update {
+                        expected: Some(&crate::store::Version::bytes(b"{}".to_vec())),
+                    },
+                )),
             ),
             ("touch", std::mem::size_of_val(&*store.touch(&id, None))),
             ("destroy", std::mem::size_of_val(&*store.destroy(&id))),

@@ -36,7 +36,7 @@ use rusqlite::{
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use super::{SaveMode, SaveOutcome, Store, StoreError, Stored};
+use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version};
 use crate::id::SessionId;
 use crate::record::{Record, Ttl};
 
@@ -258,6 +258,13 @@ impl SqliteStore {
              process if it persists",
         )
     }
+}
+
+/// [`SaveMode`] without its borrow, to move into a job.
+#[derive(Clone, Copy)]
+enum Mode {
+    Create,
+    Update,
 }
 
 /// Queues `f` and returns the channel its answer comes on, or `None` when the thread is gone.
@@ -652,7 +659,7 @@ impl Sweeper {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>, StoreError> {
         let id = id.clone();
         self.read("load", move |conn| {
             let raw = conn
@@ -661,9 +668,10 @@ impl Store for SqliteStore {
                 .optional()?;
             match raw {
                 None => Ok(None),
-                Some(raw) => Record::from_json(&raw)
-                    .map(Some)
-                    .map_err(|source| Fail::Store(StoreError::Corrupt { id, source })),
+                Some(raw) => match Record::from_json(&raw) {
+                    Ok(record) => Ok(Some(Loaded::new(record, Version::bytes(raw)))),
+                    Err(source) => Err(Fail::Store(StoreError::Corrupt { id, source })),
+                },
             }
         })
         .await
@@ -673,12 +681,21 @@ impl Store for SqliteStore {
         &self,
         id: &SessionId,
         record: &Record,
-        mode: SaveMode,
+        mode: SaveMode<'_>,
     ) -> Result<SaveOutcome, StoreError> {
         let ttl = record.ttl(self.inner.default_ttl);
         let json = String::from_utf8(record.to_json())
             .map_err(|e| StoreError::backend(&self.inner.label, "save", e))?;
+        let written_json: Arc<[u8]> = Arc::from(json.as_bytes());
         let id = id.clone();
+        let (mode, expected) = match mode {
+            SaveMode::Create => (Mode::Create, None),
+            SaveMode::Update { expected } => (
+                Mode::Update,
+                // A version this store did not make (a counter) matches no row.
+                expected.map(|v| v.as_bytes().map(<[u8]>::to_vec).unwrap_or_default()),
+            ),
+        };
         self.write("save", move |conn| {
             let id = id.as_str();
             let now = now_ms();
@@ -686,9 +703,9 @@ impl Store for SqliteStore {
                 // The cookie has already expired: nothing is written (connect-redis sends
                 // DEL). A Create must not delete a live session that is not its own.
                 return Ok(match mode {
-                    SaveMode::Create if is_live(conn, id, now)? => SaveOutcome::Conflict,
-                    SaveMode::Create => SaveOutcome::Gone,
-                    SaveMode::Update => {
+                    Mode::Create if is_live(conn, id, now)? => SaveOutcome::Conflict,
+                    Mode::Create => SaveOutcome::Gone,
+                    Mode::Update => {
                         delete(conn, id)?;
                         SaveOutcome::Gone
                     }
@@ -697,7 +714,7 @@ impl Store for SqliteStore {
             let expires_at = after(now, seconds);
             Ok(match mode {
                 // An expired row with this ID counts as absent and is replaced.
-                SaveMode::Create => {
+                Mode::Create => {
                     let written = conn
                         .prepare_cached(
                             "INSERT INTO sessions (id, record, expires_at, created_at, updated_at) \
@@ -709,21 +726,33 @@ impl Store for SqliteStore {
                         )?
                         .execute(params![id, json, expires_at, now])?;
                     if written == 1 {
-                        SaveOutcome::Saved
+                        SaveOutcome::Saved(Version::bytes(written_json))
                     } else {
                         SaveOutcome::Conflict
                     }
                 }
                 // Only a live row is updated: a destroyed or expired session stays gone.
-                SaveMode::Update => {
-                    let written = conn
-                        .prepare_cached(
-                            "UPDATE sessions SET record = ?2, expires_at = ?3, updated_at = ?4 \
-                             WHERE id = ?1 AND expires_at > ?4",
-                        )?
-                        .execute(params![id, json, expires_at, now])?;
-                    if written == 1 {
-                        SaveOutcome::Saved
+                Mode::Update => {
+                    let updated = match &expected {
+                        None => conn
+                            .prepare_cached(
+                                "UPDATE sessions SET record = ?2, expires_at = ?3, updated_at = ?4 \
+                                 WHERE id = ?1 AND expires_at > ?4",
+                            )?
+                            .execute(params![id, json, expires_at, now])?,
+                        // The guarded commit: one statement, so nothing runs between the
+                        // check and the write. Compared as bytes, whatever the row's type.
+                        Some(expected) => conn
+                            .prepare_cached(
+                                "UPDATE sessions SET record = ?2, expires_at = ?3, updated_at = ?4 \
+                                 WHERE id = ?1 AND expires_at > ?4 AND CAST(record AS BLOB) = ?5",
+                            )?
+                            .execute(params![id, json, expires_at, now, expected])?,
+                    };
+                    if updated == 1 {
+                        SaveOutcome::Saved(Version::bytes(written_json))
+                    } else if expected.is_some() && is_live(conn, id, now)? {
+                        SaveOutcome::Changed
                     } else {
                         SaveOutcome::Gone
                     }

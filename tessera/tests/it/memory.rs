@@ -40,7 +40,7 @@ async fn an_extended_session_is_refiled_then_purged() {
         )
         .await
         .unwrap();
-    assert_eq!(saved, SaveOutcome::Saved);
+    assert!(matches!(saved, SaveOutcome::Saved(_)));
     assert!(store.touch(&id, in_ms(2_000)).await.unwrap());
     // Past the first deadline: the purge ran, found it extended, and kept it.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
@@ -65,8 +65,11 @@ async fn a_shortened_session_expires_at_its_new_deadline() {
         .await
         .unwrap();
     let shorter = crate::store_suite::record(Some(500), 2);
-    let saved = store.save(&id, &shorter, SaveMode::Update).await.unwrap();
-    assert_eq!(saved, SaveOutcome::Saved);
+    let saved = store
+        .save(&id, &shorter, SaveMode::Update { expected: None })
+        .await
+        .unwrap();
+    assert!(matches!(saved, SaveOutcome::Saved(_)));
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert!(store.load(&id).await.unwrap().is_none());
     assert_eq!(

@@ -147,7 +147,7 @@ async fn corrupt_row_is_an_error_and_a_new_session_through_the_layer() {
         .and_then(SessionId::parse)
         .unwrap_or_else(|| panic!("no session cookie in {set_cookie:?}"));
     assert_ne!(new_id, garbage, "the corrupt session's ID was kept");
-    let saved = store.load(&new_id).await.unwrap().unwrap();
+    let saved = store.load(&new_id).await.unwrap().unwrap().record;
     assert_eq!(saved.data["views"], 1);
 }
 
@@ -304,16 +304,20 @@ async fn sessions_survive_reopening() {
     }
     let store = open(&path).await.unwrap();
     assert_eq!(store.count().await.unwrap(), 2);
-    let loaded = store.load(&ids[0]).await.unwrap().unwrap();
+    let loaded = store.load(&ids[0]).await.unwrap().unwrap().record;
     assert_eq!(loaded.to_json(), kept.to_json());
     assert!(store.load(&ids[2]).await.unwrap().is_none());
-    assert_eq!(
+    assert!(matches!(
         store
-            .save(&ids[1], &record(Some(600_000), 42), SaveMode::Update)
+            .save(
+                &ids[1],
+                &record(Some(600_000), 42),
+                SaveMode::Update { expected: None }
+            )
             .await
             .unwrap(),
-        SaveOutcome::Saved
-    );
+        SaveOutcome::Saved(_)
+    ));
 
     // What `sqlite3 sessions.db 'select * from sessions'` shows: the JSON the Redis store
     // writes, a unix-millisecond expiry, in a WAL-mode file at schema version 1.

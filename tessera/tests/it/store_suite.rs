@@ -25,7 +25,11 @@ macro_rules! store_suite {
             update_does_not_resurrect, destroy_is_idempotent, touch_reports_existence,
             cookie_expiry_expires, default_ttl_applies_without_cookie_expiry, touch_extends_life,
             expired_cookie_is_not_stored, admin_list_count_inspect_clear, parallel_writers,
-            keeps_data_exactly, load_and_touch_extends_life);
+            keeps_data_exactly, load_and_touch_extends_life, guarded_update_writes_only_over_what_was_loaded,
+            guarded_update_does_not_resurrect, guarded_updates_in_parallel_lose_nothing,
+            concurrent_increments_through_the_layer_all_count,
+            concurrent_requests_changing_different_keys_both_land,
+            a_logout_racing_increments_stays_logged_out);
     };
     (@tests $make:path; $($check:ident),*) => {
         $(
@@ -72,11 +76,16 @@ pub async fn create_then_load(make: Factory) {
     let (_g, store) = make(DAY).await;
     let id = id();
     let rec = record(Some(60_000), 1);
-    assert_eq!(
+    assert!(matches!(
         store.save(&id, &rec, SaveMode::Create).await.unwrap(),
-        SaveOutcome::Saved
-    );
-    let got = store.load(&id).await.unwrap().expect("saved session loads");
+        SaveOutcome::Saved(_)
+    ));
+    let got = store
+        .load(&id)
+        .await
+        .unwrap()
+        .expect("saved session loads")
+        .record;
     assert_eq!(views(&got), 1);
     // Stored with millisecond precision, as JSON keeps it.
     assert_eq!(
@@ -101,7 +110,7 @@ pub async fn create_refuses_existing(make: Factory) {
         SaveOutcome::Conflict
     );
     assert_eq!(
-        views(&store.load(&id).await.unwrap().unwrap()),
+        views(&store.load(&id).await.unwrap().unwrap().record),
         1,
         "a Create must not overwrite"
     );
@@ -114,14 +123,18 @@ pub async fn update_overwrites(make: Factory) {
         .save(&id, &record(Some(60_000), 1), SaveMode::Create)
         .await
         .unwrap();
-    assert_eq!(
+    assert!(matches!(
         store
-            .save(&id, &record(Some(60_000), 2), SaveMode::Update)
+            .save(
+                &id,
+                &record(Some(60_000), 2),
+                SaveMode::Update { expected: None }
+            )
             .await
             .unwrap(),
-        SaveOutcome::Saved
-    );
-    assert_eq!(views(&store.load(&id).await.unwrap().unwrap()), 2);
+        SaveOutcome::Saved(_)
+    ));
+    assert_eq!(views(&store.load(&id).await.unwrap().unwrap().record), 2);
 }
 
 pub async fn update_does_not_resurrect(make: Factory) {
@@ -134,7 +147,11 @@ pub async fn update_does_not_resurrect(make: Factory) {
     store.destroy(&id).await.unwrap();
     assert_eq!(
         store
-            .save(&id, &record(Some(60_000), 2), SaveMode::Update)
+            .save(
+                &id,
+                &record(Some(60_000), 2),
+                SaveMode::Update { expected: None }
+            )
             .await
             .unwrap(),
         SaveOutcome::Gone
@@ -290,7 +307,11 @@ pub async fn parallel_writers(make: Factory) {
                 .unwrap();
             for v in 1..=5 {
                 store
-                    .save(&id, &record(Some(600_000), n * 100 + v), SaveMode::Update)
+                    .save(
+                        &id,
+                        &record(Some(600_000), n * 100 + v),
+                        SaveMode::Update { expected: None },
+                    )
                     .await
                     .unwrap();
             }
@@ -299,7 +320,10 @@ pub async fn parallel_writers(make: Factory) {
     }
     for task in tasks {
         let (id, expected) = task.await.unwrap();
-        assert_eq!(views(&store.load(&id).await.unwrap().unwrap()), expected);
+        assert_eq!(
+            views(&store.load(&id).await.unwrap().unwrap().record),
+            expected
+        );
     }
     assert_eq!(store.count().await.unwrap(), 64);
 }
@@ -310,7 +334,7 @@ pub async fn keeps_data_exactly(make: Factory) {
     let json = r#"{"cookie":{"originalMaxAge":600000,"expires":"2099-01-01T00:00:00.000Z","secure":false,"httpOnly":true,"path":"/"},"user":{"name":"Zoë ✓","roles":["a","b"],"n":12345678901234567890,"f":0.1,"big":1e+21},"ok":true,"none":null}"#;
     let rec = Record::from_json(json.as_bytes()).unwrap();
     store.save(&id, &rec, SaveMode::Create).await.unwrap();
-    let got = store.load(&id).await.unwrap().unwrap();
+    let got = store.load(&id).await.unwrap().unwrap().record;
     assert_eq!(String::from_utf8(got.to_json()).unwrap(), json);
 }
 
@@ -323,13 +347,221 @@ pub async fn load_and_touch_extends_life(make: Factory) {
         .await
         .unwrap();
     let later = OffsetDateTime::now_utc() + time::Duration::seconds(30);
-    let (got, touched) = store
+    let got = store
         .load_and_touch(&id, Some(later))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(views(&got), 7);
-    if touched {
+    assert_eq!(views(&got.record), 7);
+    if got.touched {
         assert_outlives_its_cookie(&*store, &id, "load_and_touch").await;
     }
+}
+
+/// The guarded commit's compare-and-set: an update that names the version it loaded
+/// writes only over that version; the version a save answers is what a load then sees.
+pub async fn guarded_update_writes_only_over_what_was_loaded(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    let SaveOutcome::Saved(created) = store
+        .save(&id, &record(Some(60_000), 1), SaveMode::Create)
+        .await
+        .unwrap()
+    else {
+        panic!("a new session is saved");
+    };
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.version, created,
+        "a load sees the version the save answered"
+    );
+    let first = SaveMode::Update {
+        expected: Some(&loaded.version),
+    };
+    let SaveOutcome::Saved(second) = store
+        .save(&id, &record(Some(60_000), 2), first)
+        .await
+        .unwrap()
+    else {
+        panic!("an update over the loaded version is written");
+    };
+    assert_ne!(second, loaded.version);
+    // A writer still holding the first version lost the race: nothing written.
+    assert_eq!(
+        store
+            .save(&id, &record(Some(60_000), 3), first)
+            .await
+            .unwrap(),
+        SaveOutcome::Changed
+    );
+    assert_eq!(views(&store.load(&id).await.unwrap().unwrap().record), 2);
+    // The version the winner got back chains to the next commit without a load.
+    let next = SaveMode::Update {
+        expected: Some(&second),
+    };
+    assert!(matches!(
+        store
+            .save(&id, &record(Some(60_000), 4), next)
+            .await
+            .unwrap(),
+        SaveOutcome::Saved(_)
+    ));
+    assert_eq!(views(&store.load(&id).await.unwrap().unwrap().record), 4);
+}
+
+pub async fn guarded_update_does_not_resurrect(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    store
+        .save(&id, &record(Some(60_000), 1), SaveMode::Create)
+        .await
+        .unwrap();
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    store.destroy(&id).await.unwrap();
+    let mode = SaveMode::Update {
+        expected: Some(&loaded.version),
+    };
+    assert_eq!(
+        store
+            .save(&id, &record(Some(60_000), 2), mode)
+            .await
+            .unwrap(),
+        SaveOutcome::Gone
+    );
+    assert!(store.load(&id).await.unwrap().is_none());
+}
+
+/// Many writers, each a load, an increment and a guarded save retried until it lands:
+/// every increment counts.
+pub async fn guarded_updates_in_parallel_lose_nothing(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let id = id();
+    store
+        .save(&id, &record(Some(600_000), 0), SaveMode::Create)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (store, id) = (store.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conflicts = 0;
+            for _ in 0..5 {
+                loop {
+                    let loaded = store.load(&id).await.unwrap().unwrap();
+                    let next = record(Some(600_000), views(&loaded.record) + 1);
+                    let mode = SaveMode::Update {
+                        expected: Some(&loaded.version),
+                    };
+                    match store.save(&id, &next, mode).await.unwrap() {
+                        SaveOutcome::Saved(_) => break,
+                        SaveOutcome::Changed => conflicts += 1,
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            }
+            conflicts
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(views(&store.load(&id).await.unwrap().unwrap().record), 80);
+}
+
+/// The layer on this store, serving the test routes.
+async fn app(store: Arc<dyn Store>) -> std::net::SocketAddr {
+    crate::support::server(crate::support::config(), store).await
+}
+
+/// `update` re-runs on the fresh value when another request committed first: concurrent
+/// increments of one session all count.
+pub async fn concurrent_increments_through_the_layer_all_count(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let addr = app(store).await;
+    let first = crate::support::get(addr, "/increment", None).await;
+    assert_eq!(first.body, "1");
+    let cookie = first.cookie().unwrap();
+    let requests: Vec<_> = (0..100)
+        .map(|_| {
+            let cookie = cookie.clone();
+            tokio::spawn(
+                async move { crate::support::get(addr, "/increment", Some(&cookie)).await },
+            )
+        })
+        .collect();
+    for request in requests {
+        let reply = request.await.unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    assert_eq!(
+        crate::support::get(addr, "/views", Some(&cookie))
+            .await
+            .body,
+        "101",
+        "every increment counted"
+    );
+}
+
+/// Two requests of one session, each setting its own key while the other is in flight:
+/// both keys land (a whole-record write would drop one).
+pub async fn concurrent_requests_changing_different_keys_both_land(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let addr = app(store).await;
+    let cookie = crate::support::get(addr, "/increment", None)
+        .await
+        .cookie()
+        .unwrap();
+    let slow = tokio::spawn({
+        let cookie = cookie.clone();
+        async move { crate::support::get(addr, "/slow-set?key=a&value=1", Some(&cookie)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let fast = crate::support::get(addr, "/slow-set?key=b&value=2&wait=0", Some(&cookie)).await;
+    assert_eq!(fast.status, 200);
+    assert_eq!(slow.await.unwrap().status, 200);
+    let data = crate::support::get(addr, "/data", Some(&cookie)).await.body;
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(
+        (&data["a"], &data["b"], &data["views"]),
+        (&json!("1"), &json!("2"), &json!(1)),
+        "{data}"
+    );
+}
+
+/// A logout racing many increments: the session stays destroyed, and no response but the
+/// logout's carries a removal cookie (which would also delete a fresh login's cookie).
+pub async fn a_logout_racing_increments_stays_logged_out(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let addr = app(store.clone()).await;
+    let first = crate::support::get(addr, "/increment", None).await;
+    let cookie = first.cookie().unwrap();
+    let id = SessionId::parse(&first.cookie_id().unwrap()).unwrap();
+    let requests: Vec<_> = (0..100)
+        .map(|n| {
+            let cookie = cookie.clone();
+            let path = if n == 50 { "/logout" } else { "/increment" };
+            tokio::spawn(
+                async move { (path, crate::support::get(addr, path, Some(&cookie)).await) },
+            )
+        })
+        .collect();
+    for request in requests {
+        let (path, reply) = request.await.unwrap();
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        let removals = reply
+            .set_cookies
+            .iter()
+            .filter(|c| c.contains("Expires=Thu, 01 Jan 1970"))
+            .count();
+        assert_eq!(
+            removals,
+            usize::from(path == "/logout"),
+            "{path}: {:?}",
+            reply.set_cookies
+        );
+    }
+    assert!(
+        store.load(&id).await.unwrap().is_none(),
+        "the logged-out session was brought back"
+    );
 }

@@ -12,7 +12,7 @@ use axum::Router;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use tessera::record::Record;
 use tessera::{
-    MemoryStore, SaveMode, SaveOutcome, Session, SessionConfig, SessionError, SessionId,
+    Loaded, MemoryStore, SaveMode, SaveOutcome, Session, SessionConfig, SessionError, SessionId,
     SessionLayer, Store, StoreError, Stored,
 };
 use time::OffsetDateTime;
@@ -41,6 +41,40 @@ pub fn routes() -> Router {
         .route("/unset", route_get(unset))
         .route("/slow-increment", route_get(slow_increment))
         .route("/id", route_get(id))
+        .route("/increment", route_get(increment))
+        .route("/slow-set", route_get(slow_set))
+        .route("/data", route_get(data))
+}
+
+/// The counter as a read-modify-write: safe under concurrent requests of one session.
+async fn increment(session: Session) -> Result<String, SessionError> {
+    let views: u64 = session
+        .update("views", |n: Option<u64>| n.unwrap_or(0) + 1)
+        .await?;
+    Ok(views.to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct SlowSet {
+    key: String,
+    value: serde_json::Value,
+    /// Milliseconds between loading the session and changing it (default 600).
+    wait: Option<u64>,
+}
+
+/// Loads the session, waits, then sets one key: a request that overlaps another.
+async fn slow_set(
+    session: Session,
+    axum::extract::Query(q): axum::extract::Query<SlowSet>,
+) -> Result<&'static str, SessionError> {
+    session.get_value(&q.key).await?;
+    tokio::time::sleep(Duration::from_millis(q.wait.unwrap_or(600))).await;
+    session.insert_value(&q.key, q.value).await?;
+    Ok("set")
+}
+
+async fn data(session: Session) -> Result<String, SessionError> {
+    Ok(serde_json::Value::Object(session.data().await?).to_string())
 }
 
 pub async fn counter(session: Session) -> Result<String, SessionError> {
@@ -211,7 +245,7 @@ impl Counting {
 
 #[async_trait]
 impl Store for Counting {
-    async fn load(&self, id: &SessionId) -> Result<Option<Record>, StoreError> {
+    async fn load(&self, id: &SessionId) -> Result<Option<Loaded>, StoreError> {
         self.calls.load.fetch_add(1, Ordering::SeqCst);
         self.gate("load").await?;
         self.inner.load(id).await
@@ -220,7 +254,7 @@ impl Store for Counting {
         &self,
         id: &SessionId,
         record: &Record,
-        mode: SaveMode,
+        mode: SaveMode<'_>,
     ) -> Result<SaveOutcome, StoreError> {
         self.calls.save.fetch_add(1, Ordering::SeqCst);
         self.gate("save").await?;

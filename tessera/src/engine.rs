@@ -1,0 +1,180 @@
+//! The engine every request's [`Session`](crate::Session) shares: the store, the options,
+//! the keyed secrets, and the one place store calls are made from.
+//!
+//! Every call to the store goes through [`Engine::call`], which bounds it by
+//! [`SessionConfig::store_timeout`](crate::SessionConfig::store_timeout), so a slow store
+//! costs a request a 503, never a hang. The engine also orders the commits of one session
+//! within this process (see [`Commits`]): concurrent requests of one session then write
+//! one after the other, each on top of the last, and the store's compare-and-set only
+//! fails when another process (another instance, a Node app) wrote in between.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use time::OffsetDateTime;
+
+use crate::config::SessionConfig;
+use crate::error::SessionError;
+use crate::id::SessionId;
+use crate::record::Record;
+use crate::signing::Secrets;
+use crate::store::{Loaded, Store, StoreError, Version};
+
+/// What the layer shares with every request.
+pub(crate) struct Engine {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) config: SessionConfig,
+    pub(crate) secrets: Secrets,
+    /// Whether store calls need the engine's timer: false when the store bounds its
+    /// own calls within `config.store_timeout` (see `Store::time_bound`).
+    own_timer: bool,
+    pub(crate) commits: Commits,
+}
+
+impl Engine {
+    pub(crate) fn new(store: Arc<dyn Store>, config: SessionConfig, secrets: Secrets) -> Self {
+        let own_timer = store
+            .time_bound()
+            .is_none_or(|bound| bound > config.store_timeout);
+        Engine {
+            store,
+            config,
+            secrets,
+            own_timer,
+            commits: Commits::default(),
+        }
+    }
+
+    /// Runs one store call under the configured timeout.
+    pub(crate) async fn call<T>(
+        &self,
+        op: &'static str,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        use std::task::Poll;
+        // A store that answers on the first poll (MemoryStore always does) needs no timer:
+        // arming one costs more than the call itself. A store that bounds its own calls
+        // (`Store::time_bound`) needs none either. Otherwise the timer is boxed when it is
+        // armed: kept inline, it would add its size to every request's future for the
+        // calls that never need it.
+        let mut fut = std::pin::pin!(fut);
+        let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+                return Poll::Ready(result);
+            }
+            if timer.is_none() && self.own_timer {
+                timer = Some(Box::pin(tokio::time::sleep(self.config.store_timeout)));
+            }
+            match timer.as_mut().map(|t| t.as_mut().poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(Err(StoreError::Timeout {
+                    store: format!("{:?}", self.store),
+                    op,
+                    after: self.config.store_timeout,
+                })),
+                _ => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    pub(crate) fn new_id(&self) -> Result<SessionId, SessionError> {
+        match &self.config.id_generator {
+            None => SessionId::generate().map_err(|e| SessionError::Id(e.to_string())),
+            Some(generate) => generate()
+                .and_then(|s| SessionId::parse(&s))
+                .ok_or_else(|| {
+                    SessionError::Id(
+                        "the custom ID generator returned no ID or an ill-formed one".into(),
+                    )
+                }),
+        }
+    }
+
+    /// Loads `id`, treating a corrupt record as no session (logged).
+    pub(crate) async fn load(&self, id: &SessionId) -> Result<Option<Loaded>, StoreError> {
+        Self::forgive_corrupt(self.call("load", self.store.load(id)).await)
+    }
+
+    /// Loads `id` and extends its life as the end-of-request touch would, in one round
+    /// trip where the store can. `Loaded::touched` then says whether that touch already
+    /// counts: the store touched it, and with the expiry the session's own max age gives (a
+    /// session whose max age differs from the configured one is touched again at the end).
+    pub(crate) async fn load_and_touch(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<Loaded>, StoreError> {
+        let max_age = self.config.cookie.max_age;
+        let expires = match (max_age, self.config.cookie.expires) {
+            (Some(d), _) => OffsetDateTime::now_utc()
+                .checked_add(time::Duration::try_from(d).unwrap_or(time::Duration::MAX)),
+            (None, fixed) => fixed,
+        };
+        let loaded = Self::forgive_corrupt(
+            self.call("load", self.store.load_and_touch(id, expires))
+                .await,
+        )?;
+        Ok(loaded.map(|mut loaded| {
+            let own = loaded.record.cookie.original_max_age;
+            let same_lifetime = match max_age {
+                Some(d) => own == i64::try_from(d.as_millis()).ok(),
+                None => self.config.cookie.expires.is_none() && own.is_none(),
+            };
+            loaded.touched &= same_lifetime;
+            loaded
+        }))
+    }
+
+    fn forgive_corrupt<T>(result: Result<Option<T>, StoreError>) -> Result<Option<T>, StoreError> {
+        match result {
+            Err(StoreError::Corrupt { id: _, source }) => {
+                // The ID is a credential: the log names the cause, not the session.
+                tracing::warn!(error = %source, "corrupt session in the store; starting a new session");
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+}
+
+/// The last record this process committed for a session, and the version the store gave it.
+pub(crate) struct Latest {
+    pub(crate) record: Arc<Record>,
+    pub(crate) version: Version,
+}
+
+/// One session's place in line for committing, shared by the requests committing it now.
+pub(crate) type Slot = tokio::sync::Mutex<Option<Latest>>;
+
+/// Orders the commits of each session within this process.
+///
+/// A request committing a loaded session takes its session's slot first: requests of one
+/// session commit one at a time, never their handlers. The slot remembers what the last
+/// commit wrote, so a request that loaded an older version re-applies its changes to that
+/// record and commits on top of it at once: under contention within one instance, a commit
+/// costs one round trip, not a failed compare-and-set and a re-read. The slot is dropped
+/// as soon as no request holds it, so idle sessions cost nothing here.
+#[derive(Default)]
+pub(crate) struct Commits {
+    slots: Mutex<HashMap<SessionId, Arc<Slot>>>,
+}
+
+impl Commits {
+    /// The slot of `id`, made when no request holds one.
+    pub(crate) fn slot(&self, id: &SessionId) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(id.clone()).or_default().clone()
+    }
+
+    /// Gives the slot of `id` back; the last holder removes it.
+    pub(crate) fn release(&self, id: &SessionId, slot: Arc<Slot>) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        // The map holds one reference and this caller another: nobody else waits on it.
+        // Clones are only made under this lock, so the count cannot grow meanwhile.
+        if Arc::strong_count(&slot) == 2 {
+            slots.remove(id);
+        }
+    }
+}
