@@ -10,6 +10,12 @@
 //! leaks — unlike express-session's MemoryStore, which prunes a session only when read.
 //! A drop guard stops the task when the last clone of the store is dropped.
 //!
+//! Bounded both ways: a purge removes at most a batch of entries per hold of the lock (the
+//! task takes the next batch after letting requests in), and the store holds at most
+//! [`DEFAULT_MAX_SESSIONS`] sessions (see [`MemoryStore::with_max_sessions`]): a new one
+//! beyond that evicts the session whose expiry comes first, so a flood of new sessions
+//! costs memory up to the cap and no more.
+//!
 //! Nothing survives a restart; use `SqliteStore` or `RedisStore` for that.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +32,15 @@ use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version};
 use crate::id::SessionId;
 use crate::record::{Record, Ttl};
 
+/// How many sessions a [`MemoryStore`] holds by default (about 50 MB of typical sessions).
+pub const DEFAULT_MAX_SESSIONS: usize = 100_000;
+
+/// How many expired entries one hold of the lock purges in the background task.
+const PURGE_BATCH: usize = 1024;
+
+/// How many expired entries a write purges on its way (the task does the rest).
+const WRITE_PURGE: usize = 16;
+
 /// An in-process session store with expiry. Clones share the same sessions.
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -37,6 +52,7 @@ struct Shared {
     state: Mutex<State>,
     wake: Notify,
     default_ttl: Duration,
+    max_sessions: usize,
 }
 
 #[derive(Default)]
@@ -47,6 +63,8 @@ struct State {
     /// Makes index keys unique when two entries share a deadline, and numbers the
     /// versions of stored records (each write takes the next one).
     next_seq: u64,
+    /// Sessions evicted because the store was full.
+    evictions: u64,
     shutdown: bool,
 }
 
@@ -138,10 +156,22 @@ impl MemoryStore {
 
     /// An empty store with the given TTL for sessions whose cookie has no expiry.
     pub fn with_default_ttl(default_ttl: Duration) -> Self {
+        Self::with_limits(default_ttl, DEFAULT_MAX_SESSIONS)
+    }
+
+    /// An empty store holding at most `max_sessions` sessions (at least one; default
+    /// [`DEFAULT_MAX_SESSIONS`]). When it is full, saving a new session evicts the one whose
+    /// expiry comes first (logged), rather than refusing the new one.
+    pub fn with_max_sessions(max_sessions: usize) -> Self {
+        Self::with_limits(Duration::from_secs(86_400), max_sessions)
+    }
+
+    fn with_limits(default_ttl: Duration, max_sessions: usize) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             default_ttl,
+            max_sessions: max_sessions.max(1),
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(purge_task(shared.clone()));
@@ -179,10 +209,12 @@ impl Shared {
 }
 
 impl State {
-    /// Removes every entry whose deadline has passed, and re-files the extended ones whose
-    /// index deadline came up; answers the next index deadline.
-    fn purge(&mut self, now: Instant) -> Option<Instant> {
-        while let Some(first) = self.deadlines.first_entry() {
+    /// Removes entries whose deadline has passed, and re-files the extended ones whose
+    /// index deadline came up, at most `limit` of them; answers the next index deadline
+    /// (`now` or earlier when the limit left some to do).
+    fn purge(&mut self, now: Instant, limit: usize) -> Option<Instant> {
+        for _ in 0..limit {
+            let first = self.deadlines.first_entry()?;
             if first.key().0 > now {
                 return Some(first.key().0);
             }
@@ -197,7 +229,15 @@ impl State {
                 self.deadlines.insert((entry.deadline, entry.seq), id);
             }
         }
-        None
+        self.deadlines.first_key_value().map(|((at, _), _)| *at)
+    }
+
+    /// Makes room for one more entry: evicts the entry indexed first (its expiry comes
+    /// first, or came first before it was extended).
+    fn evict_one(&mut self) {
+        if let Some((_, id)) = self.deadlines.pop_first() {
+            self.entries.remove(&id);
+        }
     }
 
     fn remove(&mut self, id: &SessionId) -> Option<Entry> {
@@ -264,16 +304,19 @@ async fn purge_task(shared: Arc<Shared>) {
             if state.shutdown {
                 return;
             }
-            state.purge(Instant::now())
+            let now = Instant::now();
+            (state.purge(now, PURGE_BATCH), now)
         };
         match next {
-            Some(at) => {
+            // More expired entries than one batch: let requests take the lock, then go on.
+            (Some(at), now) if at <= now => tokio::task::yield_now().await,
+            (Some(at), _) => {
                 tokio::select! {
                     _ = tokio::time::sleep_until(at) => {}
                     _ = shared.wake.notified() => {}
                 }
             }
-            None => shared.wake.notified().await,
+            (None, _) => shared.wake.notified().await,
         }
     }
 }
@@ -311,7 +354,7 @@ impl Store for MemoryStore {
     ) -> Result<SaveOutcome, StoreError> {
         let now = Instant::now();
         let mut state = self.shared.lock();
-        state.purge(now);
+        state.purge(now, WRITE_PURGE);
         let stored = state.live(id, now).map(|e| e.version);
         let exists = stored.is_some();
         match (mode, stored) {
@@ -345,6 +388,18 @@ impl Store for MemoryStore {
         } else {
             // A stale (expired, not yet purged) entry may hold this ID.
             state.remove(id);
+            if state.entries.len() >= self.shared.max_sessions {
+                state.evict_one();
+                state.evictions += 1;
+                // Logged at 1, 2, 4, 8, … evictions: seen, without flooding the log.
+                if state.evictions.is_power_of_two() {
+                    tracing::warn!(
+                        max_sessions = self.shared.max_sessions,
+                        evictions = state.evictions,
+                        "MemoryStore is full; evicting the sessions that expire first"
+                    );
+                }
+            }
             state.insert(id, record.clone(), deadline)
         };
         drop(state);

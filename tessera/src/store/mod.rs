@@ -23,7 +23,7 @@ pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, DEFAULT_MAX_SESSIONS};
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "sqlite")]

@@ -1208,3 +1208,32 @@ mod sentinel {
         assert_eq!(store.count().await.unwrap(), 1);
     }
 }
+
+/// The guarded commit's script is called by its SHA; a server that lost its script cache
+/// (`SCRIPT FLUSH`, a restart, a failover to a replica that never ran it) gets it again on
+/// the way, and no request fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_flush_mid_run_fails_no_request() {
+    let server = start_redis().await;
+    let addr = app_on(store_on(&server).await).await;
+    let cookie = get(addr, "/increment", None).await.cookie().unwrap();
+    for round in 0..4 {
+        let requests: Vec<_> = (0..25)
+            .map(|_| {
+                let cookie = cookie.clone();
+                tokio::spawn(async move { get(addr, "/increment", Some(&cookie)).await })
+            })
+            .collect();
+        // Flushed while those requests run, and again between rounds.
+        server.cli(&["SCRIPT", "FLUSH"]);
+        for request in requests {
+            let reply = request.await.unwrap();
+            assert_eq!(reply.status, 200, "round {round}: {}", reply.body);
+        }
+    }
+    assert_eq!(get(addr, "/views", Some(&cookie)).await.body, "101");
+    assert!(
+        commands(&server).get("eval").copied().unwrap_or(0) >= 1,
+        "the script was sent in full again after a flush"
+    );
+}
