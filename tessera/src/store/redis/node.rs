@@ -31,7 +31,10 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::io::tcp::TcpSettings;
-use redis::{AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError};
+use redis::{
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
+    RedisConnectionInfo, RedisError,
+};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::task::JoinHandle;
 
@@ -171,6 +174,17 @@ async fn yielding(driver: impl Future<Output = ()>, in_flight: Arc<AtomicUsize>)
         driver.as_mut().poll(cx)
     })
     .await
+}
+
+/// The connection info of one node: its address, with `redis` (credentials, database).
+pub(super) fn node_info(
+    host: &str,
+    port: u16,
+    redis: &RedisConnectionInfo,
+) -> Result<ConnectionInfo, RedisError> {
+    Ok(ConnectionAddr::Tcp(host.to_owned(), port)
+        .into_connection_info()?
+        .set_redis_settings(redis.clone()))
 }
 
 #[cfg(test)]
