@@ -25,6 +25,7 @@
 //   GET /set-json  stores KINDS (every kind of JSON value) under `kinds`
 //   GET /set-lone-surrogate  stores half a surrogate pair under `truncated`
 //   GET /id        req.sessionID (read-only)
+//   GET /set?key=K&value=V  stores the string V under K (a Node app writing its own key)
 'use strict';
 
 const express = require('express');
@@ -172,6 +173,15 @@ async function main() {
   app.get('/set-lone-surrogate', (req, res) => {
     req.session.truncated = '😀'.slice(0, 1);
     res.type('application/json').send(JSON.stringify(req.session.truncated));
+  });
+
+  app.get('/set', (req, res) => {
+    const { key, value } = req.query;
+    if (typeof key !== 'string' || typeof value !== 'string' || key === 'cookie') {
+      return res.status(400).send('key and value, please');
+    }
+    req.session[key] = value;
+    res.type('text/plain').send('set');
   });
 
   app.get('/id', (req, res) => {

@@ -85,6 +85,7 @@ for_each_peer!(
     browser_session_cookie_uses_the_ttl_option_on_both_sides,
     node_record_round_trips_through_tessera_codec,
     node_cookie_verifies_with_tessera_signing,
+    node_writes_are_not_lost_to_concurrent_tessera_requests,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -995,4 +996,55 @@ fn tessera_numbers_are_written_as_node_writes_them() {
         &ours,
     );
     assert_same_numbers("Node writes Tessera's numbers differently", &node, &ours);
+}
+
+/// A Node app writes its own keys, one after another, while Tessera requests of the same
+/// session run all the time: Tessera's guarded commit sees each Node write and merges
+/// into it, so none of the Node app's keys is lost (without the guard, a Tessera request
+/// that loaded before a Node write and saved after it drops that key).
+async fn node_writes_are_not_lost_to_concurrent_tessera_requests(peer: Peer) {
+    let servers = Servers::start(peer);
+    let first = get_as(&servers.tessera.url(), None).await;
+    let cookie = first.session_cookie();
+    let id = cookie.id();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tessera_url = servers.tessera.url();
+    let hammers: Vec<_> = (0..6)
+        .map(|_| {
+            let (stop, cookie, url) = (stop.clone(), cookie.clone(), tessera_url.clone());
+            tokio::spawn(async move {
+                let mut answered = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let reply = get_as(&url, Some(&cookie)).await;
+                    assert_eq!(reply.status, 200, "{reply:?}");
+                    answered += 1;
+                }
+                answered
+            })
+        })
+        .collect();
+    let node_writes = 25;
+    for n in 0..node_writes {
+        let url = format!("{}/set?key=node{n}&value={n}", servers.node.url());
+        let reply = get_as(&url, Some(&cookie)).await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "set"),
+            "{reply:?}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut tessera_requests = 0;
+    for hammer in hammers {
+        tessera_requests += hammer.await.unwrap();
+    }
+    assert!(tessera_requests > 0);
+    let stored = parse_json(&servers.raw(&id));
+    for n in 0..node_writes {
+        assert_eq!(
+            stored[format!("node{n}")],
+            Value::String(n.to_string()),
+            "the Node app's key node{n} was lost ({tessera_requests} Tessera requests ran): {stored}"
+        );
+    }
 }
