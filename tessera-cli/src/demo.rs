@@ -137,9 +137,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The article's counter, as a read-modify-write: concurrent visits of one session (two
+/// tabs, a page and its XHRs, two instances) all count, each re-applied on the count the
+/// other stored.
 async fn counter(session: Session) -> Result<String, SessionError> {
-    let views: u64 = session.get("views").await?.unwrap_or(0) + 1;
-    session.insert("views", views).await?;
+    let views: u64 = session
+        .update("views", |n: Option<u64>| n.unwrap_or(0) + 1)
+        .await?;
     Ok(if views == 1 {
         "Welcome to the session demo! Visit again to see the view count increase.".into()
     } else {
