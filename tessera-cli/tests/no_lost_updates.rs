@@ -7,11 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use reqwest::header::{COOKIE, SET_COOKIE};
-use test_support::{RedisServer, TempDir, TesseraServer};
+use test_support::{counter_views, RedisServer, TempDir, TesseraServer, WELCOME};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const SECRET: &str = "a test secret that is long enough!";
-const WELCOME: &str = "Welcome to the session demo! Visit again to see the view count increase.";
 
 fn serve(cwd: &Path, store: Option<&str>) -> TesseraServer {
     let mut args = vec!["--secret", SECRET];
@@ -19,17 +18,6 @@ fn serve(cwd: &Path, store: Option<&str>) -> TesseraServer {
         args.extend(["--store", store]);
     }
     TesseraServer::start(Path::new(BIN), cwd, &args, &[])
-}
-
-/// The view count a body of the demo's counter reports.
-fn views(body: &str) -> u64 {
-    if body == WELCOME {
-        return 1;
-    }
-    body.strip_prefix("You have visited this page ")
-        .and_then(|rest| rest.strip_suffix(" times."))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a counter page: {body:?}"))
 }
 
 /// `GET /` with `cookie`; the status, the body and the `connect.sid` pair of a Set-Cookie.
@@ -71,7 +59,7 @@ async fn hundred_parallel_visits_all_count(urls: &[String]) {
         assert_eq!(status, 200, "{body}");
     }
     let (_, body, _) = visit(&urls[0], Some(&cookie)).await;
-    assert_eq!(views(&body), 102, "every visit counted");
+    assert_eq!(counter_views(&body), 102, "every visit counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

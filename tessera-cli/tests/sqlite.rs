@@ -6,9 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use test_support::{browser, TesseraServer};
-
-const WELCOME: &str = "Welcome to the session demo! Visit again to see the view count increase.";
+use test_support::{browser, counter_views, TesseraServer, WELCOME};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tessera"))
@@ -17,17 +15,6 @@ fn bin() -> &'static Path {
 /// `tessera serve` in `cwd` with no `--store`: the default, `sqlite://.tessera/sessions.db`.
 fn serve(cwd: &Path) -> TesseraServer {
     TesseraServer::start(bin(), cwd, &[], &[])
-}
-
-/// The view count a body of the demo's counter reports.
-fn views(body: &str) -> u64 {
-    if body == WELCOME {
-        return 1;
-    }
-    body.strip_prefix("You have visited this page ")
-        .and_then(|rest| rest.strip_suffix(" times."))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a counter page: {body:?}"))
 }
 
 /// `GET /`, which must answer 200; the body.
@@ -128,7 +115,7 @@ async fn sessions_survive_kill_9_during_writes() {
                     break;
                 };
                 assert_eq!(status, 200, "{body}");
-                let n = views(&body);
+                let n = counter_views(&body);
                 assert_eq!(n, last + 1, "a count was skipped or repeated");
                 last = n;
             }
@@ -151,7 +138,7 @@ async fn sessions_survive_kill_9_during_writes() {
     // request in flight at the kill was committed without an answer.
     let server = serve(cwd.path());
     for (client, last) in &received {
-        let now = views(&visit(client, &server).await);
+        let now = counter_views(&visit(client, &server).await);
         assert!(
             now == last + 1 || now == last + 2,
             "a session was answered {last} before the kill and now counts {now}"
@@ -178,7 +165,7 @@ async fn many_parallel_sessions_lose_nothing() {
                 let status = response.status();
                 let body = response.text().await.unwrap();
                 assert_eq!(status, 200, "{body}");
-                assert_eq!(views(&body), expected);
+                assert_eq!(counter_views(&body), expected);
             }
         }));
     }

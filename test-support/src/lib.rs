@@ -307,6 +307,22 @@ impl TesseraServer {
 }
 
 /// A reqwest client with its own cookie jar, like one browser.
+/// The article's text for a first visit of the counter.
+pub const WELCOME: &str =
+    "Welcome to the session demo! Visit again to see the view count increase.";
+
+/// The view count a body of the article's counter reports (the demo's `/`, and the Node
+/// peer's).
+pub fn counter_views(body: &str) -> u64 {
+    if body == WELCOME {
+        return 1;
+    }
+    body.strip_prefix("You have visited this page ")
+        .and_then(|rest| rest.strip_suffix(" times."))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a counter page: {body:?}"))
+}
+
 pub fn browser() -> reqwest::Client {
     reqwest::Client::builder()
         .cookie_store(true)
