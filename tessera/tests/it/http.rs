@@ -672,3 +672,26 @@ async fn rolling_keeps_a_sessions_own_lifetime() {
         "rolling must not shorten it: {ttl:?}"
     );
 }
+
+/// A regenerate that cannot delete the old record fails the request, even when the handler
+/// ignores the error: it never carries on under the old ID, which an attacker may have
+/// planted (session fixation), and nothing of the request is saved.
+#[tokio::test]
+async fn a_failed_regenerate_fails_the_request_even_if_the_handler_ignores_it() {
+    let store = Counting::new();
+    let addr = server(config(), Arc::new(store.clone())).await;
+    let first = get(addr, "/", None).await;
+    let cookie = first.cookie().unwrap();
+    let old = tessera::SessionId::parse(&first.cookie_id().unwrap()).unwrap();
+    *store.failing_op.lock().unwrap() = Some("destroy");
+    let login = get(addr, "/login-ignoring-errors", Some(&cookie)).await;
+    assert_eq!(login.status, 503, "{login:?}");
+    assert!(login.set_cookies.is_empty(), "{:?}", login.set_cookies);
+    let stored = store.inner.load(&old).await.unwrap().unwrap().record;
+    assert!(
+        !stored.data.contains_key("user"),
+        "the old session was logged in: {:?}",
+        stored.data
+    );
+    assert_eq!(store.inner.len(), 1, "no new session was stored either");
+}

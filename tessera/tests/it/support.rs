@@ -42,8 +42,16 @@ pub fn routes() -> Router {
         .route("/slow-increment", route_get(slow_increment))
         .route("/id", route_get(id))
         .route("/increment", route_get(increment))
+        .route("/login-ignoring-errors", route_get(login_ignoring_errors))
         .route("/slow-set", route_get(slow_set))
         .route("/data", route_get(data))
+}
+
+/// A careless login: the error of `regenerate` is dropped on the floor.
+async fn login_ignoring_errors(session: Session) -> Result<&'static str, SessionError> {
+    let _ = session.regenerate().await;
+    session.insert("user", "ada").await?;
+    Ok("logged in")
 }
 
 /// The counter as a read-modify-write: safe under concurrent requests of one session.
@@ -220,6 +228,8 @@ pub struct Counting {
     pub calls: Arc<Calls>,
     pub failing: Arc<std::sync::atomic::AtomicBool>,
     pub stall: Arc<std::sync::atomic::AtomicBool>,
+    /// Fails only this operation (`"destroy"`, say), when set.
+    pub failing_op: Arc<std::sync::Mutex<Option<&'static str>>>,
 }
 
 impl Counting {
@@ -229,6 +239,7 @@ impl Counting {
             calls: Arc::default(),
             failing: Arc::default(),
             stall: Arc::default(),
+            failing_op: Arc::default(),
         }
     }
 
@@ -236,7 +247,7 @@ impl Counting {
         if self.stall.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
-        if self.failing.load(Ordering::SeqCst) {
+        if self.failing.load(Ordering::SeqCst) || *self.failing_op.lock().unwrap() == Some(op) {
             return Err(StoreError::backend("counting", op, "connection refused"));
         }
         Ok(())
