@@ -28,7 +28,9 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version};
+use super::{
+    Listed, Loaded, Page, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker,
+};
 use crate::id::SessionId;
 use crate::record::{Record, Ttl};
 
@@ -432,17 +434,46 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn ids(&self) -> Result<Vec<String>, StoreError> {
-        let now = Instant::now();
-        let state = self.shared.lock();
-        let mut ids: Vec<String> = state
-            .entries
-            .iter()
-            .filter(|(_, e)| e.deadline > now)
-            .map(|(id, _)| id.to_string())
-            .collect();
-        ids.sort();
-        Ok(ids)
+    /// Pages of [`PAGE_SIZE`](super::admin::PAGE_SIZE) sessions, each read under one
+    /// hold of the lock; the IDs to visit are taken first (the sessions themselves are
+    /// already in this process's memory).
+    async fn walk(&self, delete: bool, walker: &mut dyn Walker) -> Result<Walked, StoreError> {
+        let ids: Vec<SessionId> = self.shared.lock().entries.keys().cloned().collect();
+        let mut walked = Walked::default();
+        for chunk in ids.chunks(super::admin::PAGE_SIZE) {
+            let now = Instant::now();
+            let page = {
+                let state = self.shared.lock();
+                let sessions = chunk
+                    .iter()
+                    .filter_map(|id| {
+                        let entry = state.live(id, now)?;
+                        Some(Listed {
+                            id: id.clone(),
+                            bytes: entry.record.to_json().len(),
+                            ttl: Some(entry.deadline.saturating_duration_since(now)),
+                            record: entry.record.clone(),
+                        })
+                    })
+                    .collect();
+                Page {
+                    sessions,
+                    foreign: 0,
+                }
+            };
+            let go_on = walker.page(&page);
+            let mut deleted = 0;
+            if delete {
+                let mut state = self.shared.lock();
+                for listed in &page.sessions {
+                    deleted += u64::from(state.remove(&listed.id).is_some());
+                }
+            }
+            if !walked.add(&page, deleted, go_on) {
+                break;
+            }
+        }
+        Ok(walked)
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {
@@ -455,14 +486,6 @@ impl Store for MemoryStore {
             value: e.record.to_json(),
             ttl: Some(e.deadline.saturating_duration_since(now)),
         }))
-    }
-
-    async fn clear(&self) -> Result<u64, StoreError> {
-        let mut state = self.shared.lock();
-        let n = state.entries.len() as u64;
-        state.entries.clear();
-        state.deadlines.clear();
-        Ok(n)
     }
 }
 

@@ -16,7 +16,9 @@ use time::OffsetDateTime;
 
 use crate::id::SessionId;
 use crate::record::{DecodeError, Record};
+pub use admin::{Listed, Page, Walked, Walker};
 
+pub mod admin;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -251,20 +253,40 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         expires: Option<OffsetDateTime>,
     ) -> Result<bool, StoreError>;
 
-    /// Every stored session ID (admin use: never called on a request path).
-    async fn ids(&self) -> Result<Vec<String>, StoreError>;
+    /// Walks every stored session page by page (admin use: never called on a request
+    /// path), handing each page to `walker`; with `delete`, deletes each page's sessions
+    /// once the walker has seen it. Foreign entries (see [`admin`]) are counted, never
+    /// listed or deleted. Memory stays bounded by one page.
+    async fn walk(&self, delete: bool, walker: &mut dyn Walker) -> Result<Walked, StoreError>;
+
+    /// Every stored session ID, sorted. Holds them all in memory: for tests and small
+    /// stores; `tessera sessions` walks instead.
+    async fn ids(&self) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        self.walk(false, &mut |page: &Page| {
+            ids.extend(page.sessions.iter().map(|s| s.id.to_string()));
+            std::ops::ControlFlow::Continue(())
+        })
+        .await?;
+        ids.sort();
+        Ok(ids)
+    }
 
     /// How many sessions are stored (admin use).
     async fn count(&self) -> Result<u64, StoreError> {
-        Ok(self.ids().await?.len() as u64)
+        let mut no_op = |_: &Page| std::ops::ControlFlow::Continue(());
+        Ok(self.walk(false, &mut no_op).await?.sessions)
     }
 
     /// The raw stored value and remaining TTL for `id` (admin use). Takes a plain string so
-    /// foreign keys found by [`Store::ids`] can be inspected too.
+    /// any key can be inspected, a foreign one too.
     async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError>;
 
-    /// Deletes every session; answers how many were deleted (admin use).
-    async fn clear(&self) -> Result<u64, StoreError>;
+    /// Deletes every session, and nothing else; answers how many were deleted (admin use).
+    async fn clear(&self) -> Result<u64, StoreError> {
+        let mut no_op = |_: &Page| std::ops::ControlFlow::Continue(());
+        Ok(self.walk(true, &mut no_op).await?.deleted)
+    }
 
     /// How long, at most, one call of the request path (`load`, `load_and_touch`, `save`,
     /// `destroy`, `touch`) takes, when the store enforces such a bound itself; the call then

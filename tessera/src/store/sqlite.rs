@@ -36,7 +36,9 @@ use rusqlite::{
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version};
+use super::{
+    Listed, Loaded, Page, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker,
+};
 use crate::id::SessionId;
 use crate::record::{Record, Ttl};
 
@@ -799,26 +801,76 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn ids(&self) -> Result<Vec<String>, StoreError> {
-        self.read("ids", |conn| {
-            let mut statement =
-                conn.prepare_cached("SELECT id FROM sessions WHERE expires_at > ?1 ORDER BY id")?;
-            let ids = statement
-                .query_map([now_ms()], |row| row.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
-            Ok(ids)
-        })
-        .await
-    }
-
-    async fn count(&self) -> Result<u64, StoreError> {
-        self.read("count", |conn| {
-            let n: i64 = conn
-                .prepare_cached("SELECT count(*) FROM sessions WHERE expires_at > ?1")?
-                .query_row([now_ms()], |row| row.get(0))?;
-            Ok(u64::try_from(n).unwrap_or(0))
-        })
-        .await
+    /// Keyset pagination over the primary key: each page one read, and for a deleting
+    /// walk one write that deletes exactly the rows read (a row changed meanwhile stays).
+    async fn walk(&self, delete: bool, walker: &mut dyn Walker) -> Result<Walked, StoreError> {
+        let mut walked = Walked::default();
+        let mut after = String::new();
+        loop {
+            let from = std::mem::take(&mut after);
+            let rows: Vec<(String, Vec<u8>, i64)> = self
+                .read("scan", move |conn| {
+                    let mut statement = conn.prepare_cached(
+                        "SELECT id, record, expires_at FROM sessions \
+                         WHERE id > ?1 AND expires_at > ?2 ORDER BY id LIMIT ?3",
+                    )?;
+                    let rows = statement
+                        .query_map(
+                            params![from, now_ms(), super::admin::PAGE_SIZE as i64],
+                            |row| Ok((row.get::<_, String>(0)?, raw_value(row, 1)?, row.get(2)?)),
+                        )?
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(rows)
+                })
+                .await?;
+            let Some((last, _, _)) = rows.last() else {
+                return Ok(walked);
+            };
+            after = last.clone();
+            let full = rows.len() == super::admin::PAGE_SIZE;
+            let now = now_ms();
+            let mut page = Page::default();
+            let mut read = Vec::new();
+            for (id, value, expires_at) in rows {
+                let session = SessionId::parse(&id).and_then(|parsed| {
+                    Record::from_json(&value)
+                        .ok()
+                        .map(|record| (parsed, record))
+                });
+                let Some((parsed, record)) = session else {
+                    page.foreign += 1;
+                    continue;
+                };
+                page.sessions.push(Listed {
+                    id: parsed,
+                    bytes: value.len(),
+                    ttl: Some(Duration::from_millis(
+                        u64::try_from(expires_at.saturating_sub(now)).unwrap_or(0),
+                    )),
+                    record,
+                });
+                read.push((id, value));
+            }
+            let go_on = walker.page(&page);
+            let deleted = if delete && !read.is_empty() {
+                self.write("clear", move |conn| {
+                    let mut statement = conn.prepare_cached(
+                        "DELETE FROM sessions WHERE id = ?1 AND CAST(record AS BLOB) = ?2",
+                    )?;
+                    let mut deleted = 0u64;
+                    for (id, value) in &read {
+                        deleted += statement.execute(params![id, value])? as u64;
+                    }
+                    Ok(deleted)
+                })
+                .await?
+            } else {
+                0
+            };
+            if !walked.add(&page, deleted, go_on) || !full {
+                return Ok(walked);
+            }
+        }
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {
@@ -839,19 +891,6 @@ impl Store for SqliteStore {
                     u64::try_from(expires_at.saturating_sub(now)).unwrap_or(0),
                 )),
             }))
-        })
-        .await
-    }
-
-    async fn clear(&self) -> Result<u64, StoreError> {
-        self.write("clear", |conn| {
-            // A savepoint, not a transaction: the job may run inside a batch's transaction.
-            let tx = conn.savepoint()?;
-            // Expired rows go too, but only live sessions are counted, as `count` does.
-            tx.execute("DELETE FROM sessions WHERE expires_at <= ?1", [now_ms()])?;
-            let n = tx.execute("DELETE FROM sessions", [])?;
-            tx.commit()?;
-            Ok(n as u64)
         })
         .await
     }

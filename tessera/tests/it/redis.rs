@@ -261,7 +261,8 @@ async fn keys_of_another_type_are_corrupt_not_errors() {
     let shown = store.inspect(id.as_str()).await.unwrap().unwrap();
     let shown = String::from_utf8(shown.value).unwrap();
     assert!(shown.contains("hash"), "{shown}");
-    assert!(store.ids().await.unwrap().contains(&id.to_string()));
+    // Not a session: never listed (nor counted, nor cleared).
+    assert!(!store.ids().await.unwrap().contains(&id.to_string()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1236,4 +1237,42 @@ async fn script_flush_mid_run_fails_no_request() {
         commands(&server).get("eval").copied().unwrap_or(0) >= 1,
         "the script was sent in full again after a flush"
     );
+}
+
+/// Admin walks touch sessions only: a key under the prefix whose suffix is not a session
+/// ID, whose value is not a session, or that holds another Redis type is counted as
+/// foreign, never listed, counted as a session or deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_walks_skip_and_keep_foreign_keys() {
+    let server = start_redis().await;
+    let store = store_on(&server).await;
+    let sessions: Vec<SessionId> = (0..3).map(|_| id()).collect();
+    for (n, id) in sessions.iter().enumerate() {
+        store
+            .save(id, &record(Some(600_000), n as u64), SaveMode::Create)
+            .await
+            .unwrap();
+    }
+    let foreign = [
+        key("not a session id!"),
+        key(id().as_str()),
+        key(id().as_str()),
+        key(id().as_str()),
+    ];
+    server.cli(&["SET", &foreign[0], r#"{"cookie":{},"views":1}"#]);
+    server.cli(&["SET", &foreign[1], "cached page, not a session"]);
+    server.cli(&["HSET", &foreign[2], "field", "value"]);
+    server.cli(&["SET", &foreign[3], r#"{"views":41}"#]);
+    assert_eq!(store.count().await.unwrap(), 3);
+    let mut expected: Vec<String> = sessions.iter().map(|s| s.to_string()).collect();
+    expected.sort();
+    assert_eq!(store.ids().await.unwrap(), expected);
+    let mut no_op = |_: &tessera::store::Page| std::ops::ControlFlow::Continue(());
+    let walked = store.walk(false, &mut no_op).await.unwrap();
+    assert_eq!((walked.sessions, walked.foreign), (3, 4));
+    assert_eq!(store.clear().await.unwrap(), 3);
+    for key in &foreign {
+        assert_eq!(server.cli(&["EXISTS", key]), "1", "{key} was deleted");
+    }
+    assert_eq!(store.count().await.unwrap(), 0);
 }

@@ -29,7 +29,7 @@ macro_rules! store_suite {
             guarded_update_does_not_resurrect, guarded_updates_in_parallel_lose_nothing,
             concurrent_increments_through_the_layer_all_count,
             concurrent_requests_changing_different_keys_both_land,
-            a_logout_racing_increments_stays_logged_out);
+            a_logout_racing_increments_stays_logged_out, admin_walks_in_bounded_pages);
     };
     (@tests $make:path; $($check:ident),*) => {
         $(
@@ -564,4 +564,63 @@ pub async fn a_logout_racing_increments_stays_logged_out(make: Factory) {
         store.load(&id).await.unwrap().is_none(),
         "the logged-out session was brought back"
     );
+}
+
+/// An admin walk goes page by page: more sessions than one page are all seen once, a page
+/// never holds more than the store's page size, and a walker can stop it early.
+pub async fn admin_walks_in_bounded_pages(make: Factory) {
+    let (_g, store) = make(DAY).await;
+    let n = 1_100;
+    let saves: Vec<_> = (0..n)
+        .map(|v| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .save(&id(), &record(Some(600_000), v), SaveMode::Create)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for save in saves {
+        save.await.unwrap();
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut largest_page = 0;
+    let walked = store
+        .walk(false, &mut |page: &tessera::store::Page| {
+            largest_page = largest_page.max(page.sessions.len());
+            for s in &page.sessions {
+                assert!(s.bytes > 0 && s.ttl.is_some());
+                assert!(seen.insert(s.id.clone()), "{} seen twice", s.id);
+            }
+            std::ops::ControlFlow::Continue(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (walked.sessions, walked.foreign, walked.stopped),
+        (n, 0, false)
+    );
+    assert_eq!(seen.len() as u64, n);
+    assert!(
+        largest_page <= tessera::store::admin::PAGE_SIZE && largest_page < n as usize,
+        "a page of {largest_page}"
+    );
+    let mut pages = 0;
+    let stopped = store
+        .walk(true, &mut |_: &tessera::store::Page| {
+            pages += 1;
+            std::ops::ControlFlow::Break(())
+        })
+        .await
+        .unwrap();
+    assert!(stopped.stopped && pages == 1);
+    assert_eq!(
+        stopped.deleted, stopped.sessions,
+        "the page seen was deleted"
+    );
+    assert_eq!(store.count().await.unwrap(), n - stopped.deleted);
+    assert_eq!(store.clear().await.unwrap(), n - stopped.deleted);
+    assert_eq!(store.count().await.unwrap(), 0);
 }

@@ -285,13 +285,14 @@ impl Store for Counting {
         self.gate("touch").await?;
         self.inner.touch(id, expires).await
     }
-    async fn ids(&self) -> Result<Vec<String>, StoreError> {
-        self.inner.ids().await
+    async fn walk(
+        &self,
+        delete: bool,
+        walker: &mut dyn tessera::store::Walker,
+    ) -> Result<tessera::store::Walked, StoreError> {
+        self.inner.walk(delete, walker).await
     }
     async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {
         self.inner.inspect(id).await
-    }
-    async fn clear(&self) -> Result<u64, StoreError> {
-        self.inner.clear().await
     }
 }

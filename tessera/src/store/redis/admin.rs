@@ -1,13 +1,15 @@
-//! The admin calls (`ids`, `count`, `inspect`, `clear`: the `tessera sessions` commands),
-//! never made on a request path.
+//! The admin calls (`walk` and `inspect`: the `tessera sessions` commands), never made on
+//! a request path.
 //!
 //! They walk the keyspace with `SCAN … MATCH prefix*` page by page, never `KEYS` (which
 //! blocks the server while it lists every key), on every node that holds keys
-//! (`Connection::sweep`: one server, or every cluster master). `clear` deletes each page
-//! with `UNLINK`, and on a cluster with one per hash slot, since a multi-key command across
-//! slots fails with CROSSSLOT.
+//! (`Connection::sweep`: one server, or every cluster master). Each page's values are read
+//! in one pipeline and decoded: only keys whose suffix is a session ID and whose value is a
+//! session are listed or deleted; anything else under the prefix is counted as foreign. A
+//! deleting walk removes each page with `UNLINK`, and on a cluster with one per hash slot,
+//! since a multi-key command across slots fails with CROSSSLOT.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
@@ -16,12 +18,24 @@ use redis::Value;
 
 use super::commands::is_wrongtype;
 use super::Inner;
-use crate::store::{StoreError, Stored};
+use crate::id::SessionId;
+use crate::store::{Listed, Page, StoreError, Stored, Walked, Walker};
 
-/// What a SCAN sweep does with each page of keys.
-pub(super) enum Visit {
-    Collect(HashSet<Vec<u8>>),
-    Delete { deleted: u64, unlink: bool },
+/// A walk in progress over every node's keys: what to do with each page, and what was
+/// found so far.
+pub(super) struct Visit<'a> {
+    walker: &'a mut dyn Walker,
+    pub(super) delete: bool,
+    walked: Walked,
+    /// Whether the server has UNLINK (Redis 4.0 and later); found out on the first delete.
+    unlink: bool,
+}
+
+impl Visit<'_> {
+    /// The walker asked to stop: the nodes not visited yet are skipped.
+    pub(super) fn stopped(&self) -> bool {
+        self.walked.stopped
+    }
 }
 
 /// The prefix as a SCAN pattern: glob characters escaped, then `*`.
@@ -38,20 +52,19 @@ fn scan_pattern(prefix: &str) -> Vec<u8> {
 }
 
 impl Inner {
-    pub(super) async fn ids(&self) -> Result<Vec<String>, StoreError> {
-        let prefix = self.options.prefix.len();
-        let mut ids: Vec<String> = self
-            .collect_keys()
-            .await?
-            .into_iter()
-            .map(|key| String::from_utf8_lossy(key.get(prefix..).unwrap_or_default()).into_owned())
-            .collect();
-        ids.sort();
-        Ok(ids)
-    }
-
-    pub(super) async fn count(&self) -> Result<u64, StoreError> {
-        Ok(self.collect_keys().await?.len() as u64)
+    pub(super) async fn walk(
+        &self,
+        delete: bool,
+        walker: &mut dyn Walker,
+    ) -> Result<Walked, StoreError> {
+        let mut visit = Visit {
+            walker,
+            delete,
+            walked: Walked::default(),
+            unlink: true,
+        };
+        self.connection.sweep(self, &mut visit).await?;
+        Ok(visit.walked)
     }
 
     pub(super) async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {
@@ -85,25 +98,14 @@ impl Inner {
         Ok(Some(Stored { value, ttl }))
     }
 
-    pub(super) async fn clear(&self) -> Result<u64, StoreError> {
-        let mut visit = Visit::Delete {
-            deleted: 0,
-            unlink: true,
-        };
-        self.connection.sweep(self, &mut visit).await?;
-        match visit {
-            Visit::Delete { deleted, .. } => Ok(deleted),
-            Visit::Collect(_) => Ok(0),
-        }
-    }
-
-    /// One node's keys under the prefix, page by page. On a cluster node (`per_slot`) a
-    /// page's keys are deleted with one command per hash slot: a multi-key command across
-    /// slots fails with CROSSSLOT.
+    /// One node's keys under the prefix, page by page: each page's values read (one
+    /// pipeline), decoded, handed to the walker and, for a deleting walk, deleted. On a
+    /// cluster node (`per_slot`) a page's keys are deleted with one command per hash slot:
+    /// a multi-key command across slots fails with CROSSSLOT.
     pub(super) async fn sweep_node<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
-        visit: &mut Visit,
+        visit: &mut Visit<'_>,
         per_slot: bool,
     ) -> Result<(), StoreError> {
         let pattern = scan_pattern(&self.options.prefix);
@@ -117,18 +119,92 @@ impl Inner {
                 .arg(self.options.scan_count);
             let (next, keys): (u64, Vec<Vec<u8>>) =
                 self.timed("scan", scan.query_async(conn)).await?;
-            match visit {
-                Visit::Collect(all) => all.extend(keys),
-                Visit::Delete { deleted, unlink } if !keys.is_empty() => {
-                    *deleted += self.delete_page(conn, &keys, unlink, per_slot).await?;
-                }
-                Visit::Delete { .. } => {}
+            let (page, keys) = self.read_page(conn, keys).await?;
+            let go_on = visit.walker.page(&page);
+            let deleted = if visit.delete && !keys.is_empty() {
+                self.delete_page(conn, &keys, &mut visit.unlink, per_slot)
+                    .await?
+            } else {
+                0
+            };
+            if !visit.walked.add(&page, deleted, go_on) {
+                return Ok(());
             }
             cursor = next;
             if cursor == 0 {
                 return Ok(());
             }
         }
+    }
+
+    /// The sessions among one SCAN page's keys (values and TTLs in one pipeline), and
+    /// their keys; every other key counts as foreign.
+    async fn read_page<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<(Page, Vec<Vec<u8>>), StoreError> {
+        let prefix = self.options.prefix.len();
+        let mut page = Page::default();
+        let candidates: Vec<(SessionId, Vec<u8>)> = keys
+            .into_iter()
+            .filter_map(|key| {
+                let id = std::str::from_utf8(key.get(prefix..)?)
+                    .ok()
+                    .and_then(SessionId::parse);
+                if id.is_none() {
+                    page.foreign += 1;
+                }
+                Some((id?, key))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Ok((page, Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        for (_, key) in &candidates {
+            pipe.cmd("GET").arg(key).cmd("PTTL").arg(key);
+        }
+        let replies = self
+            .timed(
+                "scan",
+                conn.req_packed_commands(&pipe, 0, candidates.len() * 2),
+            )
+            .await?;
+        let mut replies = replies.into_iter();
+        let mut session_keys = Vec::with_capacity(candidates.len());
+        for (id, key) in candidates {
+            let (Some(value), Some(pttl)) = (replies.next(), replies.next()) else {
+                break;
+            };
+            // A key of another type answers WRONGTYPE; a key gone meanwhile, nil: neither
+            // is a session. Only a value that decodes is one.
+            let record = match value {
+                Value::BulkString(bytes) => self
+                    .options
+                    .serializer
+                    .deserialize(&bytes)
+                    .ok()
+                    .map(|record| (record, bytes.len())),
+                _ => None,
+            };
+            let Some((record, bytes)) = record else {
+                page.foreign += 1;
+                continue;
+            };
+            let ttl = match pttl {
+                Value::Int(ms) if ms >= 0 => Some(Duration::from_millis(ms as u64)),
+                _ => None,
+            };
+            page.sessions.push(Listed {
+                id,
+                bytes,
+                ttl,
+                record,
+            });
+            session_keys.push(key);
+        }
+        Ok((page, session_keys))
     }
 
     /// Deletes one SCAN page: one `UNLINK` for the page, or one per slot (pipelined).
@@ -170,15 +246,6 @@ impl Inner {
                 deleted += self.reply::<u64>("clear", reply)?;
             }
             return Ok(deleted);
-        }
-    }
-
-    async fn collect_keys(&self) -> Result<HashSet<Vec<u8>>, StoreError> {
-        let mut visit = Visit::Collect(HashSet::new());
-        self.connection.sweep(self, &mut visit).await?;
-        match visit {
-            Visit::Collect(keys) => Ok(keys),
-            Visit::Delete { .. } => Ok(HashSet::new()),
         }
     }
 }

@@ -91,8 +91,12 @@ impl ClusterLink {
     /// SCANs every master, each through a connection of its own (SCAN has no key, so the
     /// cluster client cannot route it). A master that cannot be reached fails the whole
     /// call: a partial count or list would be a wrong answer.
-    pub(super) async fn sweep(&self, store: &Inner, visit: &mut Visit) -> Result<(), StoreError> {
-        let deleting = matches!(visit, Visit::Delete { .. });
+    pub(super) async fn sweep(
+        &self,
+        store: &Inner,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
+        let deleting = visit.delete;
         for (host, port) in self.masters(store).await? {
             let explain = |e: StoreError| {
                 let cause = match e {
@@ -129,6 +133,9 @@ impl ClusterLink {
                 .sweep_node(&mut node, visit, true)
                 .await
                 .map_err(explain)?;
+            if visit.stopped() {
+                break;
+            }
         }
         Ok(())
     }

@@ -17,7 +17,9 @@ use super::builder::{TtlRule, WaitForReplicas};
 use super::{Inner, RedisStore};
 use crate::id::SessionId;
 use crate::record::{CookieData, DecodeError, Record, Ttl};
-use crate::store::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version};
+use crate::store::{
+    Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker,
+};
 
 /// A duration as connect-redis's whole seconds, rounded up; zero means expired.
 fn ttl_of(duration: Duration) -> Ttl {
@@ -316,20 +318,12 @@ impl Store for RedisStore {
     // The admin calls (never on a request path) live in `admin`, beside the SCAN sweeps
     // they share.
 
-    async fn ids(&self) -> Result<Vec<String>, StoreError> {
-        self.inner.ids().await
-    }
-
-    async fn count(&self) -> Result<u64, StoreError> {
-        self.inner.count().await
+    async fn walk(&self, delete: bool, walker: &mut dyn Walker) -> Result<Walked, StoreError> {
+        self.inner.walk(delete, walker).await
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {
         self.inner.inspect(id).await
-    }
-
-    async fn clear(&self) -> Result<u64, StoreError> {
-        self.inner.clear().await
     }
 
     /// Every request-path call runs under the command timeout (plus the WAIT timeout for

@@ -80,7 +80,11 @@ impl Connection {
     }
 
     /// Runs a SCAN sweep over every node that holds keys.
-    pub(super) async fn sweep(&self, store: &Inner, visit: &mut Visit) -> Result<(), StoreError> {
+    pub(super) async fn sweep(
+        &self,
+        store: &Inner,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
         match self {
             Connection::Link(link) => {
                 let (mut node, _) = store.timed("scan", link.current()).await?;
