@@ -35,7 +35,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::id::IdGenerator;
-use crate::record::{to_millis, CookieData};
+use crate::record::{to_millis, utc, CookieData};
 use crate::signing::SecretError;
 
 /// Whether the cookie carries the `Secure` attribute.
@@ -365,8 +365,9 @@ impl SessionConfig {
                 )
             }
             (None, Some(at)) => (
+                // Within `time`'s ±9999 years the milliseconds fit an i64 many times over.
                 Some((at - now).whole_milliseconds() as i64),
-                Some(to_millis(at)),
+                Some(to_millis(utc(at))),
             ),
             (None, None) => (None, None),
         };

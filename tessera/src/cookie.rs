@@ -15,7 +15,7 @@ use http::HeaderValue;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::record::{push_padded, push_year, CookieData};
+use crate::record::{push_padded, push_year, utc, CookieData};
 
 /// The longest cookie value (after decoding) that is looked at. A signed default ID is 77
 /// bytes; anything far longer is an attack or an accident, and is ignored unparsed.
@@ -181,7 +181,7 @@ fn http_date(at: OffsetDateTime, out: &mut String) {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let at = at.to_offset(time::UtcOffset::UTC);
+    let at = utc(at);
     out.push_str(DAYS[at.weekday().number_days_from_monday() as usize]);
     out.push_str(", ");
     push_padded(out, at.day().into(), 2);

@@ -3,14 +3,32 @@
 //! attacker (or a broken peer) would put it.
 
 use std::sync::Arc;
+#[cfg(feature = "sqlite")]
+use std::time::Duration;
 
 use reqwest::header::COOKIE;
-use tessera::MemoryStore;
+use tessera::record::{CookieData, Record};
+use tessera::{MemoryStore, SaveMode, SessionId, Store};
 
-use crate::support::{config, get, get_raw, server};
+use crate::support::{config, get, get_raw, server, SECRET};
+
+const WELCOME: &str = "Welcome to the session demo! Visit again to see the view count increase.";
 
 fn visited(n: u64) -> String {
     format!("You have visited this page {n} times.")
+}
+
+/// A `Cookie` header value, percent-encoded as the layer writes it, for `id` signed with
+/// the tests' secret.
+fn cookie_for(id: &SessionId) -> String {
+    let signed = tessera::signing::Secrets::new([SECRET]).unwrap().sign(id);
+    format!(
+        "connect.sid={}",
+        signed
+            .replace(':', "%3A")
+            .replace('/', "%2F")
+            .replace('+', "%2B")
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -55,4 +73,85 @@ async fn a_non_ascii_cookie_of_another_name_keeps_the_session() {
         .await
         .unwrap();
     assert_eq!(resp.text().await.unwrap(), visited(views + 1));
+}
+
+// ---------------------------------------------------------------------------------------
+// Finding 6: a hostile stored value is no session (or a rendered cookie), never a panic.
+// ---------------------------------------------------------------------------------------
+
+/// Far-future dates whose UTC form is past year 9999, and numbers a JavaScript `Date`
+/// could not hold, written into the SQLite file as any other writer of the table could.
+#[cfg(feature = "sqlite")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_stored_values_in_a_sqlite_file_are_new_sessions_not_panics() {
+    use tessera::store::sqlite::{SqliteOptions, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .unwrap();
+    let addr = server(config(), Arc::new(store.clone())).await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+
+    let hostile = [
+        r#"{"cookie":{"originalMaxAge":null,"expires":"9999-12-31T23:59:59.999-01:00","path":"/"},"views":5}"#,
+        r#"{"cookie":{"originalMaxAge":1e300,"expires":null,"path":"/"},"views":5}"#,
+        r#"{"cookie":{"originalMaxAge":-1e300,"expires":null,"path":"/"},"views":5}"#,
+        r#"{"cookie":{"originalMaxAge":9223372036854775807,"expires":"2026-11-29T09:04:54.097Z","path":"/"},"views":5}"#,
+        r#"{"cookie":{"originalMaxAge":86400000,"expires":"9999-12-31T23:59:59.999-23:59","path":"/"},"views":5}"#,
+    ];
+    for json in hostile {
+        let id = SessionId::generate().unwrap();
+        conn.execute(
+            "INSERT INTO sessions (id, record, expires_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+            rusqlite::params![id.as_str(), json, now_ms + 3_600_000, now_ms],
+        )
+        .unwrap();
+        let cookie = cookie_for(&id);
+        for path in ["/", "/views"] {
+            let reply = get(addr, path, Some(&cookie)).await;
+            assert_eq!(reply.status, 200, "{path} on {json}");
+            if path == "/" {
+                assert_eq!(reply.body, WELCOME, "a fresh session for {json}");
+                assert_ne!(
+                    reply.cookie_id().as_deref(),
+                    Some(id.as_str()),
+                    "never the hostile session's ID"
+                );
+            }
+        }
+    }
+    // The server still serves.
+    assert_eq!(get(addr, "/", None).await.body, WELCOME);
+}
+
+/// A record an application (or a store of its own) hands over with an expiry whose UTC
+/// form `time` cannot hold: the cookie is still rendered and the session still saved.
+#[tokio::test]
+async fn an_unrepresentable_expiry_in_a_record_is_rendered_without_a_panic() {
+    let store = MemoryStore::new();
+    let addr = server(config(), Arc::new(store.clone())).await;
+    let first = get(addr, "/", None).await;
+    let id = SessionId::parse(&first.cookie_id().unwrap()).unwrap();
+    let cookie = first.cookie().unwrap();
+    let mut record = Record::new(CookieData {
+        // A fixed expiry and no max age: the engine keeps it as it is.
+        expires: Some(time::macros::datetime!(9999-12-31 23:59:59.999 -1)),
+        path: Some("/".into()),
+        http_only: Some(true),
+        ..CookieData::default()
+    });
+    record.data.insert("views".into(), 1.into());
+    store.save(&id, &record, SaveMode::Update).await.unwrap();
+
+    let reply = get(addr, "/", Some(&cookie)).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, &*visited(2)));
+    let set = &reply.set_cookies[0];
+    assert!(set.contains("; Expires=Fri, 31 Dec 9999 "), "{set}");
+    let saved = store.inspect(id.as_str()).await.unwrap().unwrap();
+    let json = String::from_utf8(saved.value).unwrap();
+    assert!(json.contains(r#""expires":"9999-12-31T"#), "{json}");
 }
