@@ -104,6 +104,13 @@ pub enum ConfigError {
     },
 }
 
+/// Whether `value` can stand as a cookie attribute's value in `Set-Cookie`: not empty,
+/// visible ASCII only (no spaces, no control characters) and no `;`, which would start
+/// another attribute. Configured and stored attributes are held to the same rule.
+pub(crate) fn attribute_ok(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b > 0x20 && b < 0x7f && b != b';')
+}
+
 /// Every option of the session layer. Build with [`SessionConfig::default`] and the
 /// chained setters, then hand it to [`SessionLayer::new`](crate::SessionLayer::new).
 #[derive(Clone)]
@@ -332,16 +339,14 @@ impl SessionConfig {
         if !is_token(&self.name) {
             return Err(ConfigError::Name(self.name.clone()));
         }
-        let attr_ok =
-            |s: &str| !s.is_empty() && s.bytes().all(|b| b > 0x20 && b < 0x7f && b != b';');
-        if !attr_ok(&self.cookie.path) {
+        if !attribute_ok(&self.cookie.path) {
             return Err(ConfigError::Attribute {
                 attribute: "path",
                 value: self.cookie.path.clone(),
             });
         }
         if let Some(domain) = &self.cookie.domain {
-            if !attr_ok(domain) {
+            if !attribute_ok(domain) {
                 return Err(ConfigError::Attribute {
                     attribute: "domain",
                     value: domain.clone(),

@@ -19,6 +19,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::config::{ConfigError, SessionConfig};
+use crate::guard::Guarded;
 use crate::session::{Engine, RawCookies, Session};
 use crate::signing::Secrets;
 use crate::store::Store;
@@ -27,6 +28,8 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct SessionLayer {
     engine: Arc<Engine>,
+    /// The store as given; the engine holds it behind [`Guarded`].
+    store: Arc<dyn Store>,
 }
 
 impl SessionLayer {
@@ -44,21 +47,25 @@ impl SessionLayer {
     pub fn from_arc(store: Arc<dyn Store>, config: SessionConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let secrets = Secrets::new(&config.secrets)?;
+        // Loaded records' cookie attributes are checked before anything is rendered
+        // from them (see `guard`).
+        let guarded: Arc<dyn Store> = Arc::new(Guarded::new(store.clone(), &config));
         Ok(SessionLayer {
-            engine: Arc::new(Engine::new(store, config, secrets)),
+            engine: Arc::new(Engine::new(guarded, config, secrets)),
+            store,
         })
     }
 
     /// The store behind this layer.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.engine.store
+        &self.store
     }
 }
 
 impl fmt::Debug for SessionLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionLayer")
-            .field("store", &self.engine.store)
+            .field("store", &self.store)
             .field("config", &self.engine.config)
             .finish()
     }

@@ -73,6 +73,7 @@
 pub mod config;
 mod cookie;
 mod error;
+mod guard;
 pub mod id;
 mod js_number;
 mod layer;

@@ -155,3 +155,76 @@ async fn an_unrepresentable_expiry_in_a_record_is_rendered_without_a_panic() {
     let json = String::from_utf8(saved.value).unwrap();
     assert!(json.contains(r#""expires":"9999-12-31T"#), "{json}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Finding 7: stored cookie attributes cannot inject attributes into Set-Cookie.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn stored_cookie_attributes_cannot_inject_into_set_cookie() {
+    let store = MemoryStore::new();
+    // Each invalid stored attribute falls back to the configured one; a stored domain of
+    // none (a host-only cookie) is valid and kept.
+    let cases: [(Option<&str>, Option<&str>, [&str; 2]); 4] = [
+        (
+            Some("/; Domain=evil.example; SameSite=None"),
+            None,
+            ["; Path=/; Expires=", "; Path=/app; Expires="],
+        ),
+        (
+            Some("/a b"),
+            Some("evil.example\r\nX-Injected: 1"),
+            [
+                "; Path=/; Expires=",
+                "; Domain=example.test; Path=/app; Expires=",
+            ],
+        ),
+        (
+            Some(""),
+            Some(""),
+            [
+                "; Path=/; Expires=",
+                "; Domain=example.test; Path=/app; Expires=",
+            ],
+        ),
+        (
+            Some("/\u{e9}"),
+            Some("evil.example; Secure"),
+            [
+                "; Path=/; Expires=",
+                "; Domain=example.test; Path=/app; Expires=",
+            ],
+        ),
+    ];
+    let configs = [
+        config(),
+        config().cookie_path("/app").cookie_domain("example.test"),
+    ];
+    for (n, configured) in configs.into_iter().enumerate() {
+        let addr = server(configured, Arc::new(store.clone())).await;
+        for (path, domain, expected) in cases {
+            let first = get(addr, "/", None).await;
+            let id = SessionId::parse(&first.cookie_id().unwrap()).unwrap();
+            let mut record = Record::from_json(
+                br#"{"cookie":{"originalMaxAge":86400000,"expires":null,"httpOnly":true},"views":1}"#,
+            )
+            .unwrap();
+            record.cookie.path = path.map(str::to_owned);
+            record.cookie.domain = domain.map(str::to_owned);
+            store.save(&id, &record, SaveMode::Update).await.unwrap();
+
+            let reply = get(addr, "/", Some(&first.cookie().unwrap())).await;
+            assert_eq!(reply.body, visited(2), "{path:?} {domain:?}");
+            let set = &reply.set_cookies[0];
+            assert!(!set.contains("evil"), "{set}");
+            assert!(!set.contains("SameSite=None"), "{set}");
+            assert!(!set.contains("Secure"), "{set}");
+            assert!(set.contains(expected[n]), "{path:?} {domain:?}: {set}");
+            assert_eq!(
+                set.matches("Domain=").count(),
+                usize::from(expected[n].contains("Domain")),
+                "{set}"
+            );
+        }
+    }
+}
