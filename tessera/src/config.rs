@@ -10,6 +10,7 @@
 //! | `rolling`                  | [`SessionConfig::rolling`]            | `false`         |
 //! | `unset`                    | [`SessionConfig::unset`]              | `keep`          |
 //! | `proxy`                    | [`SessionConfig::trust_proxy`]        | `false`         |
+//! | —                          | [`SessionConfig::behind_tls`]         | `false`         |
 //! | `genid`                    | [`SessionConfig::id_generator`]       | 24 random bytes |
 //! | `cookie.path`              | [`SessionConfig::cookie_path`]        | `/`             |
 //! | `cookie.domain`            | [`SessionConfig::cookie_domain`]      | none            |
@@ -47,8 +48,10 @@ pub enum CookieSecure {
     /// Always (express `secure: true`). The cookie is not sent on a plain-HTTP request, as
     /// express does; the session is still saved.
     Always,
-    /// Secure when the request is: an `https` URI, or `X-Forwarded-Proto: https` from a
-    /// trusted proxy (see [`SessionConfig::trust_proxy`]). express `secure: 'auto'`.
+    /// Secure when the request is: it came over TLS, as the application tells the layer
+    /// ([`SessionConfig::behind_tls`] or the [`SecureConnection`](crate::SecureConnection)
+    /// request extension), or a trusted proxy says `X-Forwarded-Proto: https` (see
+    /// [`SessionConfig::trust_proxy`]). express `secure: 'auto'`.
     Auto,
 }
 
@@ -122,6 +125,7 @@ pub struct SessionConfig {
     pub(crate) rolling: bool,
     pub(crate) unset: Unset,
     pub(crate) trust_proxy: bool,
+    pub(crate) behind_tls: bool,
     pub(crate) always_touch: bool,
     pub(crate) store_timeout: Duration,
     pub(crate) id_generator: Option<IdGenerator>,
@@ -151,6 +155,7 @@ impl Default for SessionConfig {
             rolling: false,
             unset: Unset::Keep,
             trust_proxy: false,
+            behind_tls: false,
             always_touch: false,
             store_timeout: Duration::from_secs(3),
             id_generator: None,
@@ -182,6 +187,7 @@ impl fmt::Debug for SessionConfig {
             .field("rolling", &self.rolling)
             .field("unset", &self.unset)
             .field("trust_proxy", &self.trust_proxy)
+            .field("behind_tls", &self.behind_tls)
             .field("always_touch", &self.always_touch)
             .field("store_timeout", &self.store_timeout)
             .field("cookie", &self.cookie)
@@ -246,6 +252,21 @@ impl SessionConfig {
     /// that sets it: a client could otherwise claim `https` itself.
     pub fn trust_proxy(mut self, yes: bool) -> Self {
         self.trust_proxy = yes;
+        self
+    }
+
+    /// Every request this layer sees came over TLS (default `false`): set it when the
+    /// server only accepts TLS connections, or only ever gets requests from a
+    /// TLS-terminating proxy on a private link. For a server that takes both, have its
+    /// TLS acceptor insert [`SecureConnection`](crate::SecureConnection) into the requests
+    /// of TLS connections instead.
+    ///
+    /// Nothing the client sends decides it: neither an absolute-form target
+    /// (`GET https://host/ HTTP/1.1`) nor an HTTP/2 `:scheme` over a plain connection makes
+    /// a request secure, and `X-Forwarded-Proto` counts only with
+    /// [`trust_proxy`](Self::trust_proxy).
+    pub fn behind_tls(mut self, yes: bool) -> Self {
+        self.behind_tls = yes;
         self
     }
 

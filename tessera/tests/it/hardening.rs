@@ -2,13 +2,13 @@
 //! real axum server on a free port, a real client, and hostile input planted where an
 //! attacker (or a broken peer) would put it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-#[cfg(feature = "sqlite")]
 use std::time::Duration;
 
 use reqwest::header::COOKIE;
 use tessera::record::{CookieData, Record};
-use tessera::{MemoryStore, SaveMode, SessionId, Store};
+use tessera::{CookieSecure, MemoryStore, SaveMode, SessionId, SessionLayer, Store};
 
 use crate::support::{config, get, get_raw, server, SECRET};
 
@@ -227,4 +227,102 @@ async fn stored_cookie_attributes_cannot_inject_into_set_cookie() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Finding 8: the client does not decide that a request is secure.
+// ---------------------------------------------------------------------------------------
+
+/// Sends `request` as it is over a new TCP connection and answers the raw response (plain
+/// blocking sockets: reqwest cannot send an absolute-form target to an origin server).
+async fn raw_http(addr: SocketAddr, request: &str) -> String {
+    use std::io::{Read, Write};
+    let request = request.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .expect("the server answers and closes the connection");
+        String::from_utf8_lossy(&response).into_owned()
+    })
+    .await
+    .unwrap()
+}
+
+fn set_cookie_lines(response: &str) -> Vec<&str> {
+    response
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_absolute_https_target_over_plain_tcp_is_not_secure() {
+    let store = MemoryStore::new();
+    let always = server(
+        config().cookie_secure(CookieSecure::Always),
+        Arc::new(store.clone()),
+    )
+    .await;
+    let auto = server(
+        config().cookie_secure(CookieSecure::Auto),
+        Arc::new(store.clone()),
+    )
+    .await;
+    for addr in [always, auto] {
+        let response = raw_http(
+            addr,
+            &format!("GET https://{addr}/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let set = set_cookie_lines(&response);
+        assert!(
+            set.iter().all(|l| !l.contains("Secure")),
+            "a Secure cookie over plain TCP: {response}"
+        );
+    }
+    // Always: no cookie at all over plain HTTP (the session is still saved, as express).
+    let response = raw_http(
+        always,
+        &format!("GET https://{always}/ HTTP/1.1\r\nHost: {always}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(set_cookie_lines(&response).is_empty(), "{response}");
+}
+
+/// What does make a request secure: the application saying so, for every request
+/// (`behind_tls`) or for those of TLS connections (the `SecureConnection` extension its
+/// TLS acceptor inserts; here a layer standing in for it).
+#[tokio::test]
+async fn the_server_not_the_client_says_a_request_came_over_tls() {
+    let store = MemoryStore::new();
+    let behind_tls = server(
+        config()
+            .cookie_secure(CookieSecure::Always)
+            .behind_tls(true),
+        Arc::new(store.clone()),
+    )
+    .await;
+    let set = &get(behind_tls, "/", None).await.set_cookies;
+    assert!(set[0].ends_with("; HttpOnly; Secure"), "{set:?}");
+
+    let layer =
+        SessionLayer::new(store.clone(), config().cookie_secure(CookieSecure::Auto)).unwrap();
+    let marked = crate::support::serve(
+        crate::support::routes()
+            .layer(layer.clone())
+            .layer(axum::Extension(tessera::SecureConnection)),
+    )
+    .await;
+    let unmarked = crate::support::serve(crate::support::routes().layer(layer)).await;
+    let set = &get(marked, "/", None).await.set_cookies;
+    assert!(set[0].contains("; HttpOnly; Secure"), "{set:?}");
+    let set = &get(unmarked, "/", None).await.set_cookies;
+    assert!(!set[0].contains("Secure"), "{set:?}");
 }
