@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use clap::{Args, ValueEnum};
-use tessera::{CookieSecure, Session, SessionConfig, SessionError, SessionLayer};
+use tessera::{CookieSecure, SameSite, Session, SessionConfig, SessionError, SessionLayer};
 
 use crate::stores::{self, StoreOptions};
 
@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Cookie Secure attribute.
     #[arg(long, env = "COOKIE_SECURE", value_enum, default_value_t = SecureArg::False)]
     cookie_secure: SecureArg,
+    /// Cookie SameSite attribute; `unset` sends none, as express-session by default (for
+    /// exact parity with an Express app that shares the sessions and sets no sameSite).
+    #[arg(long, env = "COOKIE_SAME_SITE", value_enum, default_value_t = SameSiteArg::Lax)]
+    cookie_same_site: SameSiteArg,
     /// Cookie name.
     #[arg(long, env = "COOKIE_NAME", default_value = "connect.sid")]
     cookie_name: String,
@@ -61,6 +65,14 @@ enum SecureArg {
     False,
     True,
     Auto,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SameSiteArg {
+    Lax,
+    Strict,
+    None,
+    Unset,
 }
 
 /// Errors that stop `tessera serve` before it serves.
@@ -106,6 +118,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .trust_proxy(args.trust_proxy)
         .rolling(args.rolling)
         .store_timeout(Duration::from_millis(args.store_timeout_ms));
+    config = match args.cookie_same_site {
+        SameSiteArg::Lax => config.cookie_same_site(SameSite::Lax),
+        SameSiteArg::Strict => config.cookie_same_site(SameSite::Strict),
+        SameSiteArg::None => config.cookie_same_site(SameSite::None),
+        SameSiteArg::Unset => config.cookie_without_same_site(),
+    };
     if args.cookie_max_age > 0 {
         config = config.cookie_max_age(Duration::from_secs(args.cookie_max_age));
     }

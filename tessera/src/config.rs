@@ -16,7 +16,7 @@
 //! | `cookie.domain`            | [`SessionConfig::cookie_domain`]      | none            |
 //! | `cookie.httpOnly`          | [`SessionConfig::cookie_http_only`]   | `true`          |
 //! | `cookie.secure`            | [`SessionConfig::cookie_secure`]      | `false`         |
-//! | `cookie.sameSite`          | [`SessionConfig::cookie_same_site`]   | none            |
+//! | `cookie.sameSite`          | [`SessionConfig::cookie_same_site`] / [`cookie_without_same_site`](SessionConfig::cookie_without_same_site) | `Lax` (express: none) |
 //! | `cookie.maxAge`            | [`SessionConfig::cookie_max_age`]     | none (browser session) |
 //! | `cookie.expires`           | [`SessionConfig::cookie_expires`]     | none            |
 //! | `cookie.partitioned`       | [`SessionConfig::cookie_partitioned`] | `false`         |
@@ -27,6 +27,13 @@
 //! express-session itself still defaults `resave` and `saveUninitialized` to `true` (with a
 //! deprecation warning); every guide, the article included, sets both to `false`, and so do
 //! Tessera's defaults.
+//!
+//! One default is deliberately safer than express's: the cookie is `SameSite=Lax`, so
+//! browsers do not send it on cross-site subrequests and form posts (the base of CSRF),
+//! whatever their own default is (Chrome's is Lax, Firefox's and Safari's are none). For
+//! express's exact cookie (no `SameSite` attribute, e.g. while an Express app that does
+//! not set `sameSite` shares the sessions), use
+//! [`cookie_without_same_site`](SessionConfig::cookie_without_same_site).
 
 use std::fmt;
 use std::sync::Arc;
@@ -55,12 +62,14 @@ pub enum CookieSecure {
     Auto,
 }
 
-/// The cookie's `SameSite` attribute.
+/// The cookie's `SameSite` attribute (default [`Lax`](SameSite::Lax)). `None` here is the
+/// attribute `SameSite=None`; to send no attribute at all, as express does by default, use
+/// [`SessionConfig::cookie_without_same_site`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
     /// `SameSite=Strict`.
     Strict,
-    /// `SameSite=Lax`.
+    /// `SameSite=Lax`: the default.
     Lax,
     /// `SameSite=None` (browsers require `Secure` with it).
     None,
@@ -164,7 +173,7 @@ impl Default for SessionConfig {
                 domain: None,
                 http_only: true,
                 secure: CookieSecure::Never,
-                same_site: None,
+                same_site: Some(SameSite::Lax),
                 max_age: None,
                 expires: None,
                 partitioned: false,
@@ -318,9 +327,20 @@ impl SessionConfig {
         self
     }
 
-    /// Cookie `SameSite` (default none).
+    /// Cookie `SameSite` (default [`SameSite::Lax`]; express sends none). Browsers refuse
+    /// `SameSite=None` without `Secure`.
     pub fn cookie_same_site(mut self, same_site: SameSite) -> Self {
         self.cookie.same_site = Some(same_site);
+        self
+    }
+
+    /// No `SameSite` attribute at all, as express-session sends by default
+    /// (`sameSite: false`): the browser's own default applies. Use it for exact parity
+    /// with an Express app that shares the sessions and does not set `sameSite`; the
+    /// attribute is stored in each session's cookie, so the side that writes last decides
+    /// what the browser gets.
+    pub fn cookie_without_same_site(mut self) -> Self {
+        self.cookie.same_site = None;
         self
     }
 

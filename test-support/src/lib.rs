@@ -377,6 +377,7 @@ impl NodeApp {
             "SESSION_TTL",
             "COOKIE_MAX_AGE",
             "COOKIE_NAME",
+            "COOKIE_SAME_SITE",
             "HOST",
             "NODE_ENV",
         ] {

@@ -10,7 +10,7 @@ use reqwest::header::COOKIE;
 use tessera::record::{CookieData, Record};
 use tessera::{CookieSecure, MemoryStore, SaveMode, SessionId, SessionLayer, Store};
 
-use crate::support::{config, get, get_raw, server, SECRET};
+use crate::support::{config, get, get_raw, server, Reply, SECRET};
 
 const WELCOME: &str = "Welcome to the session demo! Visit again to see the view count increase.";
 
@@ -310,7 +310,10 @@ async fn the_server_not_the_client_says_a_request_came_over_tls() {
     )
     .await;
     let set = &get(behind_tls, "/", None).await.set_cookies;
-    assert!(set[0].ends_with("; HttpOnly; Secure"), "{set:?}");
+    assert!(
+        set[0].ends_with("; HttpOnly; Secure; SameSite=Lax"),
+        "{set:?}"
+    );
 
     let layer =
         SessionLayer::new(store.clone(), config().cookie_secure(CookieSecure::Auto)).unwrap();
@@ -325,4 +328,33 @@ async fn the_server_not_the_client_says_a_request_came_over_tls() {
     assert!(set[0].contains("; HttpOnly; Secure"), "{set:?}");
     let set = &get(unmarked, "/", None).await.set_cookies;
     assert!(!set[0].contains("Secure"), "{set:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Safer defaults.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_cookie_is_same_site_lax_by_default() {
+    let store = MemoryStore::new();
+    let addr = server(config(), Arc::new(store.clone())).await;
+    let reply: Reply = get(addr, "/", None).await;
+    assert!(
+        reply.set_cookies[0].ends_with("; HttpOnly; SameSite=Lax"),
+        "{:?}",
+        reply.set_cookies
+    );
+    // Stored with the session, as express stores `sameSite`.
+    let id = reply.cookie_id().unwrap();
+    let stored = store.inspect(&id).await.unwrap().unwrap().value;
+    let json = String::from_utf8(stored).unwrap();
+    assert!(json.contains(r#""path":"/","sameSite":"lax"}"#), "{json}");
+
+    // The opt-out: no SameSite attribute at all, as express by default.
+    let addr = server(config().cookie_without_same_site(), Arc::new(store.clone())).await;
+    let reply = get(addr, "/", None).await;
+    assert!(reply.set_cookies[0].ends_with("; HttpOnly"), "{reply:?}");
+    let id = reply.cookie_id().unwrap();
+    let json = String::from_utf8(store.inspect(&id).await.unwrap().unwrap().value).unwrap();
+    assert!(!json.contains("sameSite"), "{json}");
 }
