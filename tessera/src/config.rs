@@ -106,6 +106,21 @@ pub enum ConfigError {
     /// The cookie name is not an HTTP token.
     #[error("cookie name {0:?} is not valid: use letters, digits and !#$%&'*+-.^_`|~")]
     Name(String),
+    /// The cookie name's `__Host-` or `__Secure-` prefix asks for attributes the
+    /// configuration does not give; browsers would drop every such cookie.
+    #[error(
+        "cookie name {name:?} starts with {prefix}, which browsers accept only {requires}: {fix}"
+    )]
+    Prefix {
+        /// The cookie name.
+        name: String,
+        /// `__Host-` or `__Secure-`.
+        prefix: &'static str,
+        /// What the prefix requires.
+        requires: &'static str,
+        /// What to change.
+        fix: &'static str,
+    },
     /// An attribute value would break the `Set-Cookie` header.
     #[error("cookie {attribute} {value:?} is not valid: no `;`, spaces or control characters")]
     Attribute {
@@ -114,6 +129,32 @@ pub enum ConfigError {
         /// The value given.
         value: String,
     },
+}
+
+/// A cookie name prefix that browsers enforce (RFC 6265bis §4.1.3, matched regardless of
+/// case, as browsers do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CookiePrefix {
+    /// `__Host-`: Secure, `Path=/`, no Domain.
+    Host,
+    /// `__Secure-`: Secure.
+    Secure,
+}
+
+impl CookiePrefix {
+    pub(crate) fn of(name: &str) -> Option<Self> {
+        let starts = |prefix: &str| {
+            name.get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        };
+        if starts("__Host-") {
+            Some(CookiePrefix::Host)
+        } else if starts("__Secure-") {
+            Some(CookiePrefix::Secure)
+        } else {
+            None
+        }
+    }
 }
 
 /// Whether `value` can stand as a cookie attribute's value in `Set-Cookie`: not empty,
@@ -206,6 +247,11 @@ impl fmt::Debug for SessionConfig {
 
 impl SessionConfig {
     /// The cookie name (express `name`, default `connect.sid`).
+    ///
+    /// A name starting with `__Host-` (Secure, `Path=/`, no Domain: the cookie cannot be
+    /// set or shadowed by a subdomain) or `__Secure-` (Secure) gets the browser's checks
+    /// for that prefix; [`SessionLayer::new`](crate::SessionLayer::new) refuses a
+    /// configuration that does not meet them, as every cookie would be dropped.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -393,6 +439,34 @@ impl SessionConfig {
                     value: domain.clone(),
                 });
             }
+        }
+        // A prefixed name needs Secure on every cookie sent. `Auto` would send it without
+        // Secure on a plain-HTTP request, which the browser drops, so only `Always` does.
+        let secure = self.cookie.secure == CookieSecure::Always;
+        let prefix_error = |prefix, requires, fix| ConfigError::Prefix {
+            name: self.name.clone(),
+            prefix,
+            requires,
+            fix,
+        };
+        match CookiePrefix::of(&self.name) {
+            Some(CookiePrefix::Host)
+                if !secure || self.cookie.path != "/" || self.cookie.domain.is_some() =>
+            {
+                return Err(prefix_error(
+                    "__Host-",
+                    "with Secure, Path=/ and no Domain",
+                    "set cookie_secure(CookieSecure::Always), keep cookie_path at \"/\" and set no cookie_domain",
+                ));
+            }
+            Some(CookiePrefix::Secure) if !secure => {
+                return Err(prefix_error(
+                    "__Secure-",
+                    "with Secure",
+                    "set cookie_secure(CookieSecure::Always)",
+                ));
+            }
+            _ => {}
         }
         Ok(())
     }

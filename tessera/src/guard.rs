@@ -6,7 +6,8 @@
 //! write the store — another app on the same Redis, a hand-edited SQLite row, a bug —
 //! could otherwise put `/; Domain=evil.example; SameSite=None` there and have it copied
 //! into `Set-Cookie` as extra attributes. A stored attribute that would not pass
-//! [`SessionConfig`]'s own validation is replaced by the configured value, and logged.
+//! [`SessionConfig`]'s own validation (or that the cookie name's `__Host-` prefix forbids)
+//! is replaced by the configured value, and logged.
 //!
 //! Only loads are wrapped; every other call is handed to the store's own future
 //! unchanged, so the guard costs one small allocation per load and nothing else.
@@ -20,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::config::{attribute_ok, SessionConfig};
+use crate::config::{attribute_ok, CookiePrefix, SessionConfig};
 use crate::id::SessionId;
 use crate::record::{CookieData, Record};
 use crate::store::{SaveMode, SaveOutcome, Store, StoreError, Stored};
@@ -33,6 +34,7 @@ pub(crate) struct Guarded {
     inner: Arc<dyn Store>,
     path: String,
     domain: Option<String>,
+    prefix: Option<CookiePrefix>,
 }
 
 impl Guarded {
@@ -41,14 +43,19 @@ impl Guarded {
             inner,
             path: config.cookie.path.clone(),
             domain: config.cookie.domain.clone(),
+            prefix: CookiePrefix::of(&config.name),
         }
     }
 
     /// Replaces each stored attribute that is not a valid one by the configured value.
     fn check(&self, id: &SessionId, cookie: &mut CookieData) {
+        let host_prefix = self.prefix == Some(CookiePrefix::Host);
         // A missing path is replaced too, as express's `Cookie` gives every loaded cookie
         // a path.
-        let path_ok = cookie.path.as_deref().is_some_and(attribute_ok);
+        let path_ok = cookie
+            .path
+            .as_deref()
+            .is_some_and(|p| attribute_ok(p) && (!host_prefix || p == "/"));
         if !path_ok {
             // Lengths only: the value is whatever the writer chose, and may be large.
             tracing::warn!(session = ?id, stored_len = cookie.path.as_ref().map(String::len), "stored cookie path is not a valid attribute; using the configured one");
@@ -58,11 +65,18 @@ impl Guarded {
         // before a domain was configured keeps its cookie).
         let domain_ok = match cookie.domain.as_deref() {
             None => true,
-            Some(d) => attribute_ok(d),
+            Some(d) => attribute_ok(d) && !host_prefix,
         };
         if !domain_ok {
             tracing::warn!(session = ?id, stored_len = cookie.domain.as_ref().map(String::len), "stored cookie domain is not a valid attribute; using the configured one");
             cookie.domain = self.domain.clone();
+        }
+        // A prefixed name requires Secure (`SessionLayer::new` refuses any other setting),
+        // and with `CookieSecure::Always` the stored flag is what is sent: a stored
+        // `secure: false` (a session from an app without the prefix) would make the
+        // browser drop the cookie.
+        if self.prefix.is_some() && cookie.secure != Some(true) {
+            cookie.secure = Some(true);
         }
     }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use reqwest::header::COOKIE;
 use tessera::record::{CookieData, Record};
-use tessera::{CookieSecure, MemoryStore, SaveMode, SessionId, SessionLayer, Store};
+use tessera::{
+    ConfigError, CookieSecure, MemoryStore, SaveMode, SessionConfig, SessionId, SessionLayer, Store,
+};
 
 use crate::support::{config, get, get_raw, server, Reply, SECRET};
 
@@ -357,4 +359,81 @@ async fn the_cookie_is_same_site_lax_by_default() {
     let id = reply.cookie_id().unwrap();
     let json = String::from_utf8(store.inspect(&id).await.unwrap().unwrap().value).unwrap();
     assert!(!json.contains("sameSite"), "{json}");
+}
+
+#[test]
+fn cookie_name_prefixes_that_browsers_would_refuse_are_config_errors() {
+    let layer = |config: SessionConfig| SessionLayer::new(MemoryStore::new(), config);
+    for bad in [
+        config().name("__Host-sid"),
+        config()
+            .name("__Host-sid")
+            .cookie_secure(CookieSecure::Auto),
+        config()
+            .name("__Host-sid")
+            .cookie_secure(CookieSecure::Always)
+            .cookie_path("/app"),
+        config()
+            .name("__Host-sid")
+            .cookie_secure(CookieSecure::Always)
+            .cookie_domain("example.test"),
+        config().name("__Secure-sid"),
+        config().name("__secure-sid"),
+    ] {
+        let err = layer(bad.clone()).unwrap_err();
+        assert!(matches!(err, ConfigError::Prefix { .. }), "{bad:?}: {err}");
+        assert!(err.to_string().contains("cookie_secure"), "{err}");
+    }
+    for good in [
+        config()
+            .name("__Host-sid")
+            .cookie_secure(CookieSecure::Always),
+        config()
+            .name("__Secure-sid")
+            .cookie_secure(CookieSecure::Always)
+            .cookie_domain("example.test")
+            .cookie_path("/app"),
+        config().name("Host-sid"),
+    ] {
+        assert!(layer(good.clone()).is_ok(), "{good:?}");
+    }
+}
+
+/// A `__Host-` cookie as browsers accept it, also for a session stored with attributes the
+/// prefix forbids (by an app that used another name): `Path=/`, no Domain, Secure.
+#[tokio::test]
+async fn a_host_prefixed_cookie_is_sent_as_browsers_require() {
+    let store = MemoryStore::new();
+    let addr = server(
+        config()
+            .name("__Host-sid")
+            .cookie_secure(CookieSecure::Always)
+            .behind_tls(true),
+        Arc::new(store.clone()),
+    )
+    .await;
+    let first = get(addr, "/", None).await;
+    let set = &first.set_cookies[0];
+    assert!(set.starts_with("__Host-sid=s%3A"), "{set}");
+    assert!(set.contains("; Path=/; Expires="), "{set}");
+    assert!(set.ends_with("; HttpOnly; Secure; SameSite=Lax"), "{set}");
+    assert!(!set.contains("Domain"), "{set}");
+
+    let pair = set.split(';').next().unwrap().to_owned();
+    let id = pair
+        .strip_prefix("__Host-sid=s%3A")
+        .and_then(|v| v.split('.').next())
+        .and_then(SessionId::parse)
+        .unwrap();
+    let mut record = Record::from_json(
+        br#"{"cookie":{"originalMaxAge":86400000,"expires":null,"secure":false,"httpOnly":true,"domain":"example.test","path":"/app"},"views":1}"#,
+    )
+    .unwrap();
+    store.save(&id, &record, SaveMode::Update).await.unwrap();
+    let reply = get(addr, "/", Some(&pair)).await;
+    assert_eq!(reply.body, visited(2));
+    let set = &reply.set_cookies[0];
+    assert!(set.contains("; Path=/; Expires="), "{set}");
+    assert!(!set.contains("Domain"), "{set}");
+    assert!(set.contains("; Secure"), "{set}");
 }
