@@ -12,6 +12,7 @@ use axum::Router;
 use clap::{Args, ValueEnum};
 use tessera::{CookieSecure, SameSite, Session, SessionConfig, SessionError, SessionLayer};
 
+use crate::redact;
 use crate::stores::{self, StoreOptions};
 
 /// Options of `tessera serve`.
@@ -24,7 +25,7 @@ pub struct ServeArgs {
     #[arg(long, env = "PORT", default_value_t = 3000)]
     port: u16,
     /// Session store URL: memory, sqlite://PATH, redis://HOST:PORT, redis-sentinel://…, redis-cluster://…
-    #[arg(long, env = "SESSION_STORE", default_value = stores::DEFAULT_STORE)]
+    #[arg(long, env = "SESSION_STORE", hide_env_values = true, default_value = stores::DEFAULT_STORE)]
     store: String,
     /// Secrets, comma-separated; the first signs. Generated and kept next to the store's
     /// data when not given.
@@ -95,9 +96,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         prefix: args.prefix.clone(),
         ttl: Duration::from_secs(args.ttl),
     };
-    let store = stores::open(&args.store, &options)
-        .await
-        .map_err(|e| ServeError(format!("cannot open store {}: {e}", args.store)))?;
+    let store = stores::open(&args.store, &options).await?;
     let secrets = match &args.secret {
         Some(list) => list
             .split(',')
@@ -147,7 +146,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .await
         .map_err(|e| ServeError(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
-    tracing::info!(store = %args.store, "listening on http://{local}");
+    tracing::info!(store = %redact::url(&args.store), "listening on http://{local}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

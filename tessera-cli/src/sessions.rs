@@ -14,7 +14,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// Session store URL: memory, sqlite://PATH, redis://HOST:PORT, redis-sentinel://…, redis-cluster://…
-    #[arg(long, env = "SESSION_STORE")]
+    #[arg(long, env = "SESSION_STORE", hide_env_values = true)]
     store: String,
     /// Key prefix in the store.
     #[arg(long, env = "SESSION_PREFIX", default_value = "myapp:session:")]

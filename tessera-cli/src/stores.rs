@@ -15,6 +15,8 @@ use tessera::store::redis::RedisStore;
 use tessera::store::sqlite::{SqliteOptions, SqliteStore};
 use tessera::{MemoryStore, Store, StoreError};
 
+use crate::redact;
+
 /// Options that apply to whichever store the URL names (each uses what it understands).
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -27,8 +29,35 @@ pub struct StoreOptions {
 /// The default store of `tessera serve`.
 pub const DEFAULT_STORE: &str = "sqlite://.tessera/sessions.db";
 
+/// A store that could not be opened: the message names the store by its URL with the
+/// credentials hidden (see [`redact`](crate::redact)), and so does the cause.
+#[derive(Debug)]
+pub struct OpenError(String);
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OpenError {}
+
 /// Opens the store `url` names.
-pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+///
+/// # Errors
+/// [`OpenError`], with no password of `url` in it: the stores' own messages quote the
+/// URL in places, so their text is scrubbed too.
+pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, OpenError> {
+    open_store(url, options).await.map_err(|e| {
+        OpenError(format!(
+            "cannot open store {}: {}",
+            redact::url(url),
+            redact::scrub(&e.to_string(), url)
+        ))
+    })
+}
+
+async fn open_store(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split("://").next().unwrap_or(url);
     match scheme {
         "memory" => Ok(Arc::new(MemoryStore::with_default_ttl(options.ttl))),
@@ -44,8 +73,9 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, S
                 .await?,
         )),
         _ => Err(StoreError::Config(format!(
-            "unknown store URL {url:?}: use memory, sqlite://PATH, redis://HOST:PORT, \
-             redis-sentinel://HOST:PORT,…/MASTER or redis-cluster://HOST:PORT,…"
+            "unknown store URL {:?}: use memory, sqlite://PATH, redis://HOST:PORT, \
+             redis-sentinel://HOST:PORT,…/MASTER or redis-cluster://HOST:PORT,…",
+            redact::url(url)
         ))),
     }
 }
