@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use clap::{Args, ValueEnum};
+use clap::{ArgAction, Args, ValueEnum};
 use tessera::{CookieSecure, SameSite, Session, SessionConfig, SessionError, SessionLayer};
 
 use crate::redact;
@@ -27,10 +27,24 @@ pub struct ServeArgs {
     /// Session store URL: memory, sqlite://PATH, redis://HOST:PORT, redis-sentinel://…, redis-cluster://…
     #[arg(long, env = "SESSION_STORE", hide_env_values = true, default_value = stores::DEFAULT_STORE)]
     store: String,
-    /// Secrets, comma-separated; the first signs. Generated and kept next to the store's
-    /// data when not given.
-    #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
-    secret: Option<String>,
+    /// The session secret, used exactly as given: a comma is part of it, as in express's
+    /// `secret: 'a,b'`. Repeat the flag to rotate: the first signs, all verify. Use at
+    /// least 32 random bytes (shorter ones are warned about). Generated and kept next to
+    /// the store's data when no secret is given.
+    #[arg(
+        long,
+        env = "SESSION_SECRET",
+        hide_env_values = true,
+        action = ArgAction::Append,
+        conflicts_with = "secrets"
+    )]
+    secret: Vec<String>,
+    /// Several secrets in one value, for one environment variable during a rotation:
+    /// split on commas, spaces around each trimmed, the first signs. An empty item is an
+    /// error rather than skipped. (--secret never splits, so a comma inside a secret
+    /// cannot silently cut it short.)
+    #[arg(long, env = "SESSION_SECRETS", hide_env_values = true)]
+    secrets: Option<String>,
     /// Key prefix in the store.
     #[arg(long, env = "SESSION_PREFIX", default_value = "myapp:session:")]
     prefix: String,
@@ -97,15 +111,23 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         ttl: Duration::from_secs(args.ttl),
     };
     let store = stores::open(&args.store, &options).await?;
-    let secrets = match &args.secret {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        None => vec![demo_secret(&stores::data_dir(&args.store))?],
+    let secrets = match (&args.secrets, args.secret.is_empty()) {
+        (Some(list), _) => split_secrets(list)?,
+        (None, false) => {
+            for (n, secret) in args.secret.iter().enumerate() {
+                if secret.contains(',') {
+                    tracing::warn!(
+                        "session secret {} contains a comma and is used whole, comma included \
+                         (--secret never splits); for several secrets repeat --secret or use --secrets",
+                        n + 1
+                    );
+                }
+            }
+            args.secret.clone()
+        }
+        (None, true) => vec![demo_secret(&stores::data_dir(&args.store))?],
     };
+    warn_weak_secrets(&secrets);
     let mut config = SessionConfig::default()
         .secrets(&secrets)
         .name(args.cookie_name.clone())
@@ -152,6 +174,50 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .await?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// `--secrets a,b`: split on commas, each trimmed; an empty item is an error (a stray
+/// comma must not quietly change the list of secrets).
+fn split_secrets(list: &str) -> Result<Vec<String>, ServeError> {
+    list.split(',')
+        .enumerate()
+        .map(|(n, item)| match item.trim() {
+            "" => Err(ServeError(format!(
+                "--secrets item {} is empty: separate the secrets with single commas, \
+                 e.g. --secrets NEW,OLD",
+                n + 1
+            ))),
+            secret => Ok(secret.to_owned()),
+        })
+        .collect()
+}
+
+/// The shortest secret not warned about: HMAC-SHA256's own output length, and what
+/// `openssl rand -base64 32` gives.
+const MIN_SECRET_LEN: usize = 32;
+
+/// Warns, at start, about secrets that are easy to guess or were likely mangled; never
+/// prints a secret, only its position and length.
+fn warn_weak_secrets(secrets: &[String]) {
+    let total = secrets.len();
+    for (n, secret) in secrets.iter().enumerate() {
+        if secret.len() < MIN_SECRET_LEN {
+            tracing::warn!(
+                "session secret {} of {total} is {} bytes long, shorter than {MIN_SECRET_LEN} bytes: \
+                 anyone who guesses it can forge session cookies; use at least {MIN_SECRET_LEN} \
+                 random bytes (e.g. `openssl rand -base64 32`)",
+                n + 1,
+                secret.len()
+            );
+        }
+        if secret.trim() != secret {
+            tracing::warn!(
+                "session secret {} of {total} begins or ends with white space, which is kept \
+                 as part of it (was a newline read from a file?)",
+                n + 1
+            );
+        }
+    }
 }
 
 async fn counter(session: Session) -> Result<String, SessionError> {

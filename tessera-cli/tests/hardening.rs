@@ -8,6 +8,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::header::SET_COOKIE;
+use tessera::signing::Secrets;
 use test_support::{RedisServer, TempDir, TesseraServer};
 
 const WELCOME: &str = "Welcome to the session demo! Visit again to see the view count increase.";
@@ -106,6 +107,15 @@ async fn get(url: &str, cookie: Option<&str>) -> (u16, String, Option<String>) {
         .and_then(|c| c.split(';').next())
         .map(str::to_owned);
     (status, resp.text().await.unwrap(), pair)
+}
+
+/// The `s:<id>.<sig>` inside a `connect.sid=…` pair.
+fn signed_value(pair: &str) -> String {
+    pair.strip_prefix("connect.sid=")
+        .unwrap()
+        .replace("%3A", ":")
+        .replace("%2F", "/")
+        .replace("%2B", "+")
 }
 
 // ---------------------------------------------------------------------------------------
@@ -208,4 +218,122 @@ async fn the_start_line_names_the_store_without_its_password() {
         "{log}"
     );
     assert!(!log.contains(PASSWORD), "{log}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Finding 5: no secret is shortened silently; short ones are warned about.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_secret_is_never_split_and_rotation_is_explicit() {
+    let dir = TempDir::new().unwrap();
+    let with_comma = "the first part of the key,and the rest of it";
+    let server = TesseraServer::start(
+        bin(),
+        dir.path(),
+        &["--store", "memory", "--secret", with_comma],
+        &[],
+    );
+    let (_, body, pair) = get(&format!("{}/", server.url()), None).await;
+    assert_eq!(body, WELCOME);
+    let value = signed_value(&pair.unwrap());
+    assert!(
+        Secrets::new([with_comma]).unwrap().unsign(&value).is_some(),
+        "signed with the whole value: {value}"
+    );
+    assert!(
+        server.log().contains("comma"),
+        "a comma in a secret is pointed out: {}",
+        server.log()
+    );
+    assert!(!server.log().contains(with_comma), "{}", server.log());
+
+    // Rotation: --secret given twice, or --secrets with a list (split on commas, trimmed
+    // around each); the first signs, all verify. The servers share the default SQLite
+    // store, so a session minted under the old secret continues under the new list.
+    let (new, old) = (
+        "the new secret: 32 bytes or more!",
+        "the old secret: 32 bytes or more!",
+    );
+    let old_server = TesseraServer::start(bin(), dir.path(), &["--secret", old], &[]);
+    let list = format!("{new} , {old}");
+    for args in [
+        vec!["--secret", new, "--secret", old],
+        vec!["--secrets", list.as_str()],
+    ] {
+        let (_, body, old_pair) = get(&format!("{}/", old_server.url()), None).await;
+        assert_eq!(body, WELCOME);
+        let rotating = TesseraServer::start(bin(), dir.path(), &args, &[]);
+        let (_, body, pair) = get(&format!("{}/", rotating.url()), old_pair.as_deref()).await;
+        assert_eq!(body, "You have visited this page 2 times.", "{args:?}");
+        let value = signed_value(&pair.expect("re-signed with the new secret"));
+        assert!(
+            Secrets::new([new]).unwrap().unsign(&value).is_some(),
+            "{args:?}: {value}"
+        );
+    }
+
+    // An empty item, or both flags at once, is an error, never a silent choice.
+    for args in [
+        vec![
+            "serve",
+            "--port",
+            "0",
+            "--store",
+            "memory",
+            "--secrets",
+            "a-long-enough-secret-value-here,,b",
+        ],
+        vec![
+            "serve",
+            "--port",
+            "0",
+            "--store",
+            "memory",
+            "--secrets",
+            " , ",
+        ],
+        vec!["serve", "--port", "0", "--store", "memory", "--secret", ""],
+        vec![
+            "serve",
+            "--port",
+            "0",
+            "--store",
+            "memory",
+            "--secret",
+            "x",
+            "--secrets",
+            "y",
+        ],
+    ] {
+        let out = run(dir.path(), &args, &[], Duration::from_secs(30));
+        assert!(!out.status.success(), "{args:?}: {out:?}");
+        assert!(out.stderr.contains("secret"), "{args:?}: {}", out.stderr);
+    }
+}
+
+#[tokio::test]
+async fn a_short_secret_is_warned_about_without_being_shown() {
+    let dir = TempDir::new().unwrap();
+    let short = "tiny-s3cret";
+    let server = TesseraServer::start(
+        bin(),
+        dir.path(),
+        &["--store", "memory", "--secret", SECRET, "--secret", short],
+        &[],
+    );
+    let (status, _, _) = get(&format!("{}/", server.url()), None).await;
+    assert_eq!(status, 200);
+    let log = server.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("32 bytes"))
+        .unwrap_or_else(|| panic!("no warning about the short secret:\n{log}"));
+    assert!(warning.contains("secret 2"), "{warning}");
+    assert!(!log.contains(short), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("WARN") && l.contains("secret 1")),
+        "a long secret is not warned about:\n{log}"
+    );
 }

@@ -203,10 +203,11 @@ fn start_tessera_with(
     extra: &[&str],
 ) -> TesseraServer {
     let (url, max_age) = (redis.url(), max_age_secs.to_string());
+    // `--secrets`, the comma-separated list, as the Node app's SESSION_SECRET is.
     let mut args = vec![
         "--store",
         &url,
-        "--secret",
+        "--secrets",
         secrets,
         "--prefix",
         PREFIX,
@@ -677,7 +678,7 @@ async fn every_json_kind_survives_a_tessera_write(peer: Peer) {
     assert_eq!(get(&browser, &format!("{node}/")).await.body, visited(3));
 }
 
-/// Secret rotation: Node on `[new, old]`, Tessera on `--secret new,old`. A cookie signed
+/// Secret rotation: Node on `[new, old]`, Tessera on `--secrets new,old`. A cookie signed
 /// with `old` (minted by a Node and by a Tessera that only know `old`) is accepted by both,
 /// which continue the session and re-sign it with `new`; the re-signed cookie works on both.
 async fn secret_rotation_accepts_old_cookies_on_both_sides(peer: Peer) {
@@ -690,7 +691,7 @@ async fn secret_rotation_accepts_old_cookies_on_both_sides(peer: Peer) {
     let new_only = Secrets::new([NEW]).unwrap();
     let rotating_servers = [
         ("Node [new, old]", rotating.node.url()),
-        ("Tessera new,old", rotating.tessera.url()),
+        ("Tessera --secrets new,old", rotating.tessera.url()),
     ];
 
     for (minter, url) in [

@@ -259,7 +259,8 @@ impl SessionConfig {
 
     /// Adds a secret. The first secret added signs new cookies; every secret verifies
     /// incoming ones. To rotate, put the new secret first and keep the old one after it
-    /// until the old cookies have expired.
+    /// until the old cookies have expired. Use at least 32 random bytes: anyone who can
+    /// guess a secret can sign cookies for any session ID.
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.secrets.push(secret.as_ref().to_vec());
         self

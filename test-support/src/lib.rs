@@ -250,6 +250,7 @@ impl TesseraServer {
             "PORT",
             "SESSION_STORE",
             "SESSION_SECRET",
+            "SESSION_SECRETS",
             "SESSION_PREFIX",
             "SESSION_TTL",
             "RUST_LOG",
