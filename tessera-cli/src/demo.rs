@@ -236,22 +236,25 @@ async fn logout(session: Session) -> Result<&'static str, SessionError> {
 }
 
 /// The demo's secret when none is given: read from `<dir>/secret`, or generated there
-/// (mode 0600) so a restart keeps sessions valid. Two instances started at once in one
-/// folder agree on one secret: the file is created exclusively, and the loser reads it.
+/// (mode 0600, in a folder created 0700) so a restart keeps sessions valid. Two instances
+/// started at once in one folder agree on one secret: the file is created exclusively,
+/// and the loser reads it. A file other users can read or write is refused: whoever reads
+/// the secret can sign cookies for any session.
 fn demo_secret(dir: &Path) -> Result<String, BoxError> {
     let path = dir.join("secret");
     for attempt in 0..50 {
-        match std::fs::read_to_string(&path) {
-            Ok(secret) if !secret.trim().is_empty() => {
+        match read_private(&path) {
+            Ok(Err(exposed)) => return Err(exposed.into()),
+            Ok(Ok(secret)) if !secret.trim().is_empty() => {
                 tracing::info!(path = %path.display(), "using the demo secret kept in this file; pass --secret or SESSION_SECRET in production");
                 return Ok(secret.trim().to_owned());
             }
             // Being written by another instance right now, or left empty by a crash.
-            Ok(_) if attempt < 49 => {
+            Ok(Ok(_)) if attempt < 49 => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
                 continue;
             }
-            Ok(_) => {
+            Ok(Ok(_)) => {
                 return Err(ServeError(format!(
                     "the demo secret file {} is empty: delete it and start again",
                     path.display()
@@ -268,7 +271,7 @@ fn demo_secret(dir: &Path) -> Result<String, BoxError> {
             }
         }
         let secret = generate_secret()?;
-        std::fs::create_dir_all(dir)
+        stores::create_private_dir(dir)
             .map_err(|e| ServeError(format!("cannot create {}: {e}", dir.display())))?;
         match write_private(&path, &secret) {
             Ok(()) => {
@@ -291,6 +294,30 @@ fn demo_secret(dir: &Path) -> Result<String, BoxError> {
         path.display()
     ))
     .into())
+}
+
+/// The secret file's contents, read from the same open file whose permissions were
+/// checked (no window for a swap between the check and the read). The outer error is
+/// the file's (missing, unreadable); the inner one a file others may read or write.
+fn read_private(path: &Path) -> std::io::Result<Result<String, ServeError>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata()?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Ok(Err(ServeError(format!(
+                "the demo secret file {path} can be read or written by other users (mode {mode:04o}): \
+                 anyone who reads it can sign cookies for any session. Run `chmod 600 {path}` \
+                 (or delete it to have a new secret generated), or pass --secret",
+                path = path.display()
+            ))));
+        }
+    }
+    let mut secret = String::new();
+    file.read_to_string(&mut secret)?;
+    Ok(Ok(secret))
 }
 
 /// 64 characters from 48 random bytes.

@@ -81,7 +81,7 @@ async fn open_store(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>,
 }
 
 /// `sqlite://PATH`: PATH relative to the working directory (`sqlite:///abs/path` for an
-/// absolute one); its folder is created if missing.
+/// absolute one); its folder is created (0700) if missing.
 async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     let path = std::path::Path::new(url.strip_prefix("sqlite://").unwrap_or_default());
     if path.as_os_str().is_empty() {
@@ -90,7 +90,7 @@ async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
         )));
     }
     if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(folder).await.map_err(|e| {
+        create_private_dir(folder).map_err(|e| {
             StoreError::Config(format!(
                 "cannot create the folder {} for the session database: {e}; \
                  create it yourself or choose another path",
@@ -103,6 +103,17 @@ async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
         ..SqliteOptions::default()
     };
     Ok(Arc::new(SqliteStore::open(path, options).await?))
+}
+
+/// Creates `dir` and its missing parents, each new one readable by this user only
+/// (0700): the folder holds the session database (session IDs are bearer credentials)
+/// and the demo's secret. An existing folder is left as it is.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Where a store keeps local files (the demo keeps its generated secret there too).

@@ -337,3 +337,51 @@ async fn a_short_secret_is_warned_about_without_being_shown() {
         "a long secret is not warned about:\n{log}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Finding 11: a demo secret file others can read is refused; a new one is private.
+// ---------------------------------------------------------------------------------------
+
+#[cfg(unix)]
+#[test]
+fn a_demo_secret_readable_by_others_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new().unwrap();
+    let folder = dir.path().join(".tessera");
+    std::fs::create_dir(&folder).unwrap();
+    let path = folder.join("secret");
+    let secret = "an existing demo secret that others could read, 64 characters..";
+    std::fs::write(&path, secret).unwrap();
+    for mode in [0o644, 0o640, 0o604] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = run(
+            dir.path(),
+            &["serve", "--port", "0", "--store", "memory"],
+            &[],
+            Duration::from_secs(20),
+        );
+        assert!(!out.status.success(), "mode {mode:o}: {out:?}");
+        assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
+        assert!(out.stderr.contains(".tessera/secret"), "{}", out.stderr);
+        assert!(!out.stderr.contains(secret), "{}", out.stderr);
+    }
+    // Fixed as the message says: served.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = TesseraServer::start(bin(), dir.path(), &["--store", "memory"], &[]);
+    assert!(
+        server.log().contains("using the demo secret"),
+        "{}",
+        server.log()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn a_generated_demo_secret_and_its_folder_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new().unwrap();
+    let _server = TesseraServer::start(bin(), dir.path(), &[], &[]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir.path().join(".tessera/secret")), 0o600);
+    assert_eq!(mode(&dir.path().join(".tessera")), 0o700);
+}
