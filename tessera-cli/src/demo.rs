@@ -221,12 +221,34 @@ fn warn_weak_secrets(secrets: &[String]) {
 }
 
 async fn counter(session: Session) -> Result<String, SessionError> {
-    let views: u64 = session.get("views").await?.unwrap_or(0) + 1;
+    // A stored value the counter cannot use (a string another app wrote, a negative or
+    // fractional number) starts the count afresh: reading it as a u64 would fail every
+    // request of the session until it expires. At u64::MAX the count stays there rather
+    // than wrapping to 0.
+    let views = session
+        .get_value("views")
+        .await?
+        .as_ref()
+        .and_then(view_count)
+        .unwrap_or(0)
+        .saturating_add(1);
     session.insert("views", views).await?;
     Ok(if views == 1 {
         "Welcome to the session demo! Visit again to see the view count increase.".into()
     } else {
         format!("You have visited this page {views} times.")
+    })
+}
+
+/// A stored view count: a whole, non-negative number. JavaScript writes every number as a
+/// double, so a whole double counts too, saturating at u64::MAX.
+fn view_count(value: &serde_json::Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+            // `as` saturates: a count beyond u64::MAX is read as u64::MAX.
+            .map(|f| f as u64)
     })
 }
 

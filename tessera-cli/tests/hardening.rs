@@ -385,3 +385,79 @@ fn a_generated_demo_secret_and_its_folder_are_private() {
     assert_eq!(mode(&dir.path().join(".tessera/secret")), 0o600);
     assert_eq!(mode(&dir.path().join(".tessera")), 0o700);
 }
+
+// ---------------------------------------------------------------------------------------
+// Finding 12: the demo counter survives stored values it cannot use.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_counter_starts_afresh_on_a_value_it_cannot_use_and_never_wraps() {
+    use tessera::store::sqlite::{SqliteOptions, SqliteStore};
+    use tessera::{SaveMode, SessionId, Store};
+    let dir = TempDir::new().unwrap();
+    let server = TesseraServer::start(bin(), dir.path(), &["--secret", SECRET], &[]);
+    let url = format!("{}/", server.url());
+    let (_, body, pair) = get(&url, None).await;
+    assert_eq!(body, WELCOME);
+    let pair = pair.unwrap();
+    let id = SessionId::parse(
+        signed_value(&pair)
+            .strip_prefix("s:")
+            .and_then(|v| v.split('.').next())
+            .unwrap(),
+    )
+    .unwrap();
+    // A second writer of the same file, as a Node app or an operator could be.
+    let store = SqliteStore::open(
+        dir.path().join(".tessera/sessions.db"),
+        SqliteOptions::default(),
+    )
+    .await
+    .unwrap();
+    let plant = |views: serde_json::Value| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            let mut record = store.load(&id).await.unwrap().unwrap();
+            record.data.insert("views".into(), views);
+            store.save(&id, &record, SaveMode::Update).await.unwrap();
+        }
+    };
+
+    for unusable in [
+        serde_json::json!("x"),
+        serde_json::json!(-1),
+        serde_json::json!(2.5),
+        serde_json::json!(null),
+        serde_json::json!({"n": 1}),
+        serde_json::json!([3]),
+    ] {
+        plant(unusable.clone()).await;
+        let (status, body, _) = get(&url, Some(&pair)).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, WELCOME),
+            "views = {unusable}"
+        );
+        let (_, body, _) = get(&url, Some(&pair)).await;
+        assert_eq!(
+            body, "You have visited this page 2 times.",
+            "after {unusable}"
+        );
+    }
+
+    for top in [serde_json::json!(u64::MAX), serde_json::json!(1e20)] {
+        plant(top.clone()).await;
+        for _ in 0..2 {
+            let (status, body, _) = get(&url, Some(&pair)).await;
+            assert_eq!(status, 200, "views = {top}");
+            assert_eq!(
+                body,
+                format!("You have visited this page {} times.", u64::MAX),
+                "views = {top}"
+            );
+        }
+        let stored = store.load(&id).await.unwrap().unwrap();
+        assert_eq!(stored.data["views"], serde_json::json!(u64::MAX));
+    }
+}
