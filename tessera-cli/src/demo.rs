@@ -109,6 +109,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let options = StoreOptions {
         prefix: args.prefix.clone(),
         ttl: Duration::from_secs(args.ttl),
+        create: true,
     };
     let store = stores::open(&args.store, &options).await?;
     let secrets = match (&args.secrets, args.secret.is_empty()) {

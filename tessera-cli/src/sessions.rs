@@ -67,6 +67,8 @@ pub async fn run(command: SessionsCommand) -> Result<(), BoxError> {
     let options = StoreOptions {
         prefix: args.prefix.clone(),
         ttl: Duration::from_secs(86_400),
+        // Inspecting must not create: a mistyped path is an error naming it.
+        create: false,
     };
     let store = stores::open(&args.store, &options).await?;
     let mut out = std::io::stdout().lock();

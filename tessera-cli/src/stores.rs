@@ -24,6 +24,10 @@ pub struct StoreOptions {
     pub prefix: String,
     /// TTL for sessions whose cookie has no expiry.
     pub ttl: Duration,
+    /// Whether a missing local store (a SQLite file and its folder) is created: yes for
+    /// `tessera serve`, no for the admin commands, which must not make an empty database
+    /// out of a mistyped path.
+    pub create: bool,
 }
 
 /// The default store of `tessera serve`.
@@ -81,7 +85,8 @@ async fn open_store(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>,
 }
 
 /// `sqlite://PATH`: PATH relative to the working directory (`sqlite:///abs/path` for an
-/// absolute one); its folder is created (0700) if missing.
+/// absolute one); with `options.create` its folder is created (0700) if missing, else the
+/// file must exist.
 async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     let path = std::path::Path::new(url.strip_prefix("sqlite://").unwrap_or_default());
     if path.as_os_str().is_empty() {
@@ -89,7 +94,8 @@ async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
             "store URL {url:?} names no file: use sqlite://PATH, e.g. sqlite://.tessera/sessions.db"
         )));
     }
-    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(folder) = folder.filter(|_| options.create) {
         create_private_dir(folder).map_err(|e| {
             StoreError::Config(format!(
                 "cannot create the folder {} for the session database: {e}; \
@@ -100,6 +106,7 @@ async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
     }
     let options = SqliteOptions {
         default_ttl: options.ttl,
+        create: options.create,
         ..SqliteOptions::default()
     };
     Ok(Arc::new(SqliteStore::open(path, options).await?))

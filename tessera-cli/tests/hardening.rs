@@ -461,3 +461,29 @@ async fn the_counter_starts_afresh_on_a_value_it_cannot_use_and_never_wraps() {
         assert_eq!(stored.data["views"], serde_json::json!(u64::MAX));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Finding 14: admin commands open existing databases only.
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn admin_commands_do_not_create_a_database_on_a_mistyped_path() {
+    let dir = TempDir::new().unwrap();
+    for (store, path) in [
+        ("sqlite://.tesera/sessions.db", ".tesera/sessions.db"),
+        ("sqlite://sessions.db", "sessions.db"),
+    ] {
+        for command in [
+            vec!["sessions", "count", "--store", store],
+            vec!["sessions", "list", "--store", store],
+            vec!["sessions", "clear", "--yes", "--store", store],
+        ] {
+            let out = run(dir.path(), &command, &[], Duration::from_secs(30));
+            assert!(!out.status.success(), "{command:?}: {out:?}");
+            assert!(out.stderr.contains(path), "{command:?}: {}", out.stderr);
+            assert!(out.stderr.contains("no session database"), "{}", out.stderr);
+        }
+        let top = Path::new(path).components().next().unwrap();
+        assert!(!dir.path().join(top).exists(), "{path}: created");
+    }
+}

@@ -425,7 +425,7 @@ async fn a_host_prefixed_cookie_is_sent_as_browsers_require() {
         .and_then(|v| v.split('.').next())
         .and_then(SessionId::parse)
         .unwrap();
-    let mut record = Record::from_json(
+    let record = Record::from_json(
         br#"{"cookie":{"originalMaxAge":86400000,"expires":null,"secure":false,"httpOnly":true,"domain":"example.test","path":"/app"},"views":1}"#,
     )
     .unwrap();
@@ -436,4 +436,34 @@ async fn a_host_prefixed_cookie_is_sent_as_browsers_require() {
     assert!(set.contains("; Path=/; Expires="), "{set}");
     assert!(!set.contains("Domain"), "{set}");
     assert!(set.contains("; Secure"), "{set}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Finding 14 (library side): a store opened with `create: false` never makes a database.
+// ---------------------------------------------------------------------------------------
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_sqlite_store_that_must_exist_is_not_created() {
+    use tessera::store::sqlite::{SqliteOptions, SqliteStore};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.db");
+    let existing = SqliteOptions {
+        create: false,
+        ..SqliteOptions::default()
+    };
+    match SqliteStore::open(&path, existing.clone()).await {
+        Err(tessera::StoreError::Config(message)) => {
+            assert!(message.contains(&path.display().to_string()), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert!(!path.exists());
+    // Once created (the default), it opens without `create`.
+    drop(
+        SqliteStore::open(&path, SqliteOptions::default())
+            .await
+            .unwrap(),
+    );
+    SqliteStore::open(&path, existing).await.unwrap();
 }
