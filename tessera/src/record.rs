@@ -419,28 +419,18 @@ impl CookieData {
     }
 }
 
-/// The largest magnitude of a JavaScript time value, in milliseconds (ECMA-262 §21.4.1.1:
-/// ±100,000,000 days from 1970). express computes `expires = now + originalMaxAge`; a max
-/// age beyond this gives an invalid `Date`, so no express app stores one.
-const JS_TIME_LIMIT_MS: i64 = 8_640_000_000_000_000;
-
-/// `originalMaxAge` as whole milliseconds: `None` (a corrupt record) for a number no
-/// express cookie could have, rather than a saturated value that later date arithmetic
-/// would have to survive. `JSON.stringify` writes whole milliseconds; a fraction is
-/// tolerated and dropped.
+/// `originalMaxAge` as whole milliseconds: `None` (a corrupt record) for a number that
+/// is not one an i64 holds, rather than a value saturated into range. (Any i64 is safe
+/// downstream: every date computed from it is checked.) `JSON.stringify` writes whole
+/// milliseconds; a fraction is tolerated and dropped.
 fn max_age_millis(n: &serde_json::Number) -> Option<i64> {
-    let ms = match n.as_i64() {
-        Some(ms) => ms,
-        None => {
-            let f = n.as_f64().filter(|f| f.is_finite())?;
-            // Compared as a double first: `as` would saturate a huge value into range.
-            if f.abs() > JS_TIME_LIMIT_MS as f64 {
-                return None;
-            }
-            f as i64
-        }
-    };
-    (ms.unsigned_abs() <= JS_TIME_LIMIT_MS.unsigned_abs()).then_some(ms)
+    if let Some(ms) = n.as_i64() {
+        return Some(ms);
+    }
+    // i64's range as doubles is [-2^63, 2^63): compared first, as `as` would saturate.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let f = n.as_f64().filter(|f| f.is_finite())?;
+    (-LIMIT..LIMIT).contains(&f).then_some(f as i64)
 }
 
 /// `at` in UTC. A date that `time` cannot hold in UTC (past year 9999 or before -9999 once
@@ -741,15 +731,13 @@ mod tests {
             r#""expires":12345"#,
             r#""expires":true"#,
             r#""expires":{}"#,
-            // Max ages no express cookie can have (`now + maxAge` is not a valid Date).
+            // Max ages no i64 of milliseconds holds (they used to be saturated silently).
             r#""originalMaxAge":1e300"#,
             r#""originalMaxAge":-1e300"#,
             r#""originalMaxAge":1.7976931348623157e308"#,
-            r#""originalMaxAge":9223372036854775807"#,
-            r#""originalMaxAge":-9223372036854775808"#,
+            r#""originalMaxAge":9223372036854775808"#,
+            r#""originalMaxAge":-9.3e18"#,
             r#""originalMaxAge":18446744073709551615"#,
-            r#""originalMaxAge":8640000000000001"#,
-            r#""originalMaxAge":-8640000000000000.5e1"#,
             r#""originalMaxAge":"86400000""#,
             r#""originalMaxAge":[]"#,
             r#""originalMaxAge":true"#,
@@ -770,10 +758,11 @@ mod tests {
     #[test]
     fn edge_values_decode_and_render() {
         for member in [
-            r#""originalMaxAge":8640000000000000,"expires":"9999-12-31T23:59:59.999Z""#,
-            r#""originalMaxAge":-8640000000000000,"expires":"0000-01-01T00:00:00.000Z""#,
+            r#""originalMaxAge":9223372036854775807,"expires":"9999-12-31T23:59:59.999Z""#,
+            r#""originalMaxAge":-9223372036854775808,"expires":"0000-01-01T00:00:00.000Z""#,
+            r#""originalMaxAge":8640000000000001,"expires":"2026-11-29T09:04:54.097Z""#,
             r#""originalMaxAge":1.5,"expires":"0000-01-01T00:00:00.000+23:59""#,
-            r#""originalMaxAge":-0,"expires":"9999-12-31T23:59:59.999+23:59""#,
+            r#""originalMaxAge":-9.2e18,"expires":"9999-12-31T23:59:59.999+23:59""#,
         ] {
             let json = format!(r#"{{"cookie":{{{member}}}}}"#);
             let record =

@@ -81,8 +81,8 @@ async fn a_non_ascii_cookie_of_another_name_keeps_the_session() {
 // Finding 6: a hostile stored value is no session (or a rendered cookie), never a panic.
 // ---------------------------------------------------------------------------------------
 
-/// Far-future dates whose UTC form is past year 9999, and numbers a JavaScript `Date`
-/// could not hold, written into the SQLite file as any other writer of the table could.
+/// Far-future dates whose UTC form is past year 9999, and max ages no i64 of milliseconds
+/// holds, written into the SQLite file as any other writer of the table could.
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_stored_values_in_a_sqlite_file_are_new_sessions_not_panics() {
@@ -101,7 +101,7 @@ async fn hostile_stored_values_in_a_sqlite_file_are_new_sessions_not_panics() {
         r#"{"cookie":{"originalMaxAge":null,"expires":"9999-12-31T23:59:59.999-01:00","path":"/"},"views":5}"#,
         r#"{"cookie":{"originalMaxAge":1e300,"expires":null,"path":"/"},"views":5}"#,
         r#"{"cookie":{"originalMaxAge":-1e300,"expires":null,"path":"/"},"views":5}"#,
-        r#"{"cookie":{"originalMaxAge":9223372036854775807,"expires":"2026-11-29T09:04:54.097Z","path":"/"},"views":5}"#,
+        r#"{"cookie":{"originalMaxAge":18446744073709551615,"expires":"2026-11-29T09:04:54.097Z","path":"/"},"views":5}"#,
         r#"{"cookie":{"originalMaxAge":86400000,"expires":"9999-12-31T23:59:59.999-23:59","path":"/"},"views":5}"#,
     ];
     for json in hostile {
@@ -124,6 +124,26 @@ async fn hostile_stored_values_in_a_sqlite_file_are_new_sessions_not_panics() {
                     "never the hostile session's ID"
                 );
             }
+        }
+    }
+    // The extremes that are still read as sessions: every date computed from them is
+    // checked, so they are served (200), whatever they do to the cookie's expiry.
+    for json in [
+        r#"{"cookie":{"originalMaxAge":9223372036854775807,"expires":"9999-12-31T23:59:59.999Z","path":"/"},"views":5}"#,
+        r#"{"cookie":{"originalMaxAge":-9223372036854775808,"expires":null,"path":"/"},"views":5}"#,
+        r#"{"cookie":{"originalMaxAge":-1,"expires":"0000-01-01T00:00:00.000+23:59","path":"/"},"views":5}"#,
+    ] {
+        let id = SessionId::generate().unwrap();
+        conn.execute(
+            "INSERT INTO sessions (id, record, expires_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+            rusqlite::params![id.as_str(), json, now_ms + 3_600_000, now_ms],
+        )
+        .unwrap();
+        let cookie = cookie_for(&id);
+        for path in ["/views", "/", "/"] {
+            let reply = get(addr, path, Some(&cookie)).await;
+            assert_eq!(reply.status, 200, "{path} on {json}");
         }
     }
     // The server still serves.
