@@ -12,6 +12,7 @@
 //   SESSION_TTL     connect-redis `ttl` in seconds, default 3600
 //   COOKIE_MAX_AGE  cookie maxAge in SECONDS, default 86400 (one day); 0 = browser session
 //   COOKIE_NAME     default connect.sid
+//   COOKIE_SAME_SITE  lax | strict | none; unset or empty: no sameSite (express's default)
 //   HOST, PORT      default 127.0.0.1 and 3000; PORT=0 picks a free port
 //
 // Once Redis is connected and the server listens, it prints exactly one line on stdout:
@@ -44,6 +45,7 @@ const PREFIX = env.SESSION_PREFIX === undefined ? 'myapp:session:' : env.SESSION
 const TTL = env.SESSION_TTL === undefined ? 3600 : Number(env.SESSION_TTL);
 const MAX_AGE_S = env.COOKIE_MAX_AGE === undefined ? 86400 : Number(env.COOKIE_MAX_AGE);
 const COOKIE_NAME = env.COOKIE_NAME || 'connect.sid';
+const SAME_SITE = env.COOKIE_SAME_SITE || '';
 const HOST = env.HOST || '127.0.0.1';
 const PORT = env.PORT === undefined ? 3000 : Number(env.PORT);
 
@@ -122,6 +124,10 @@ async function main() {
   // cookie member without `originalMaxAge` and `expires` instead of with nulls.
   if (MAX_AGE_S > 0) {
     cookie.maxAge = MAX_AGE_S * 1000;
+  }
+  // Likewise only when asked for: the article's app sets no sameSite.
+  if (SAME_SITE) {
+    cookie.sameSite = SAME_SITE;
   }
 
   const app = express();

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use clap::{Args, ValueEnum};
-use tessera::{CookieSecure, Session, SessionConfig, SessionError, SessionLayer};
+use clap::{ArgAction, Args, ValueEnum};
+use tessera::{CookieSecure, SameSite, Session, SessionConfig, SessionError, SessionLayer};
 
+use crate::redact;
 use crate::stores::{self, StoreOptions};
 
 /// Options of `tessera serve`.
@@ -24,12 +25,26 @@ pub struct ServeArgs {
     #[arg(long, env = "PORT", default_value_t = 3000)]
     port: u16,
     /// Session store URL: memory, sqlite://PATH, redis://HOST:PORT, redis-sentinel://…, redis-cluster://…
-    #[arg(long, env = "SESSION_STORE", default_value = stores::DEFAULT_STORE)]
+    #[arg(long, env = "SESSION_STORE", hide_env_values = true, default_value = stores::DEFAULT_STORE)]
     store: String,
-    /// Secrets, comma-separated; the first signs. Generated and kept next to the store's
-    /// data when not given.
-    #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
-    secret: Option<String>,
+    /// The session secret, used exactly as given: a comma is part of it, as in express's
+    /// `secret: 'a,b'`. Repeat the flag to rotate: the first signs, all verify. Use at
+    /// least 32 random bytes (shorter ones are warned about). Generated and kept next to
+    /// the store's data when no secret is given.
+    #[arg(
+        long,
+        env = "SESSION_SECRET",
+        hide_env_values = true,
+        action = ArgAction::Append,
+        conflicts_with = "secrets"
+    )]
+    secret: Vec<String>,
+    /// Several secrets in one value, for one environment variable during a rotation:
+    /// split on commas, spaces around each trimmed, the first signs. An empty item is an
+    /// error rather than skipped. (--secret never splits, so a comma inside a secret
+    /// cannot silently cut it short.)
+    #[arg(long, env = "SESSION_SECRETS", hide_env_values = true)]
+    secrets: Option<String>,
     /// Key prefix in the store.
     #[arg(long, env = "SESSION_PREFIX", default_value = "myapp:session:")]
     prefix: String,
@@ -42,6 +57,10 @@ pub struct ServeArgs {
     /// Cookie Secure attribute.
     #[arg(long, env = "COOKIE_SECURE", value_enum, default_value_t = SecureArg::False)]
     cookie_secure: SecureArg,
+    /// Cookie SameSite attribute; `unset` sends none, as express-session by default (for
+    /// exact parity with an Express app that shares the sessions and sets no sameSite).
+    #[arg(long, env = "COOKIE_SAME_SITE", value_enum, default_value_t = SameSiteArg::Lax)]
+    cookie_same_site: SameSiteArg,
     /// Cookie name.
     #[arg(long, env = "COOKIE_NAME", default_value = "connect.sid")]
     cookie_name: String,
@@ -63,6 +82,14 @@ enum SecureArg {
     Auto,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum SameSiteArg {
+    Lax,
+    Strict,
+    None,
+    Unset,
+}
+
 /// Errors that stop `tessera serve` before it serves.
 #[derive(Debug)]
 pub struct ServeError(pub String);
@@ -82,19 +109,26 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let options = StoreOptions {
         prefix: args.prefix.clone(),
         ttl: Duration::from_secs(args.ttl),
+        create: true,
     };
-    let store = stores::open(&args.store, &options)
-        .await
-        .map_err(|e| ServeError(format!("cannot open store {}: {e}", args.store)))?;
-    let secrets = match &args.secret {
-        Some(list) => list
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        None => vec![demo_secret(&stores::data_dir(&args.store))?],
+    let store = stores::open(&args.store, &options).await?;
+    let secrets = match (&args.secrets, args.secret.is_empty()) {
+        (Some(list), _) => split_secrets(list)?,
+        (None, false) => {
+            for (n, secret) in args.secret.iter().enumerate() {
+                if secret.contains(',') {
+                    tracing::warn!(
+                        "session secret {} contains a comma and is used whole, comma included \
+                         (--secret never splits); for several secrets repeat --secret or use --secrets",
+                        n + 1
+                    );
+                }
+            }
+            args.secret.clone()
+        }
+        (None, true) => vec![demo_secret(&stores::data_dir(&args.store))?],
     };
+    warn_weak_secrets(&secrets);
     let mut config = SessionConfig::default()
         .secrets(&secrets)
         .name(args.cookie_name.clone())
@@ -106,6 +140,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .trust_proxy(args.trust_proxy)
         .rolling(args.rolling)
         .store_timeout(Duration::from_millis(args.store_timeout_ms));
+    config = match args.cookie_same_site {
+        SameSiteArg::Lax => config.cookie_same_site(SameSite::Lax),
+        SameSiteArg::Strict => config.cookie_same_site(SameSite::Strict),
+        SameSiteArg::None => config.cookie_same_site(SameSite::None),
+        SameSiteArg::Unset => config.cookie_without_same_site(),
+    };
     if args.cookie_max_age > 0 {
         config = config.cookie_max_age(Duration::from_secs(args.cookie_max_age));
     }
@@ -129,7 +169,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .await
         .map_err(|e| ServeError(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
-    tracing::info!(store = %args.store, "listening on http://{local}");
+    tracing::info!(store = %redact::url(&args.store), "listening on http://{local}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -137,17 +177,82 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `--secrets a,b`: split on commas, each trimmed; an empty item is an error (a stray
+/// comma must not quietly change the list of secrets).
+fn split_secrets(list: &str) -> Result<Vec<String>, ServeError> {
+    list.split(',')
+        .enumerate()
+        .map(|(n, item)| match item.trim() {
+            "" => Err(ServeError(format!(
+                "--secrets item {} is empty: separate the secrets with single commas, \
+                 e.g. --secrets NEW,OLD",
+                n + 1
+            ))),
+            secret => Ok(secret.to_owned()),
+        })
+        .collect()
+}
+
+/// The shortest secret not warned about: HMAC-SHA256's own output length, and what
+/// `openssl rand -base64 32` gives.
+const MIN_SECRET_LEN: usize = 32;
+
+/// Warns, at start, about secrets that are easy to guess or were likely mangled; never
+/// prints a secret, only its position and length.
+fn warn_weak_secrets(secrets: &[String]) {
+    let total = secrets.len();
+    for (n, secret) in secrets.iter().enumerate() {
+        if secret.len() < MIN_SECRET_LEN {
+            tracing::warn!(
+                "session secret {} of {total} is {} bytes long, shorter than {MIN_SECRET_LEN} bytes: \
+                 anyone who guesses it can forge session cookies; use at least {MIN_SECRET_LEN} \
+                 random bytes (e.g. `openssl rand -base64 32`)",
+                n + 1,
+                secret.len()
+            );
+        }
+        if secret.trim() != secret {
+            tracing::warn!(
+                "session secret {} of {total} begins or ends with white space, which is kept \
+                 as part of it (was a newline read from a file?)",
+                n + 1
+            );
+        }
+    }
+}
+
 /// The article's counter, as a read-modify-write: concurrent visits of one session (two
 /// tabs, a page and its XHRs, two instances) all count, each re-applied on the count the
 /// other stored.
 async fn counter(session: Session) -> Result<String, SessionError> {
-    let views: u64 = session
-        .update("views", |n: Option<u64>| n.unwrap_or(0) + 1)
-        .await?;
+    // A stored value the counter cannot use (a string another app wrote, a negative or
+    // fractional number) starts the count afresh: reading it as a u64 would fail every
+    // request of the session until it expires. At u64::MAX the count stays there rather
+    // than wrapping to 0.
+    let views = session
+        .update("views", |old: Option<serde_json::Value>| {
+            let views = old.as_ref().and_then(view_count).unwrap_or(0);
+            serde_json::Value::from(views.saturating_add(1))
+        })
+        .await?
+        .as_u64()
+        .unwrap_or(1);
     Ok(if views == 1 {
         "Welcome to the session demo! Visit again to see the view count increase.".into()
     } else {
         format!("You have visited this page {views} times.")
+    })
+}
+
+/// A stored view count: a whole, non-negative number. JavaScript writes every number as a
+/// double, so a whole double counts too, saturating at u64::MAX.
+fn view_count(value: &serde_json::Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+            // `as` saturates: a count beyond u64::MAX is read as u64::MAX.
+            .map(|f| f as u64)
     })
 }
 
@@ -157,22 +262,25 @@ async fn logout(session: Session) -> Result<&'static str, SessionError> {
 }
 
 /// The demo's secret when none is given: read from `<dir>/secret`, or generated there
-/// (mode 0600) so a restart keeps sessions valid. Two instances started at once in one
-/// folder agree on one secret: the file is created exclusively, and the loser reads it.
+/// (mode 0600, in a folder created 0700) so a restart keeps sessions valid. Two instances
+/// started at once in one folder agree on one secret: the file is created exclusively,
+/// and the loser reads it. A file other users can read or write is refused: whoever reads
+/// the secret can sign cookies for any session.
 fn demo_secret(dir: &Path) -> Result<String, BoxError> {
     let path = dir.join("secret");
     for attempt in 0..50 {
-        match std::fs::read_to_string(&path) {
-            Ok(secret) if !secret.trim().is_empty() => {
+        match read_private(&path) {
+            Ok(Err(exposed)) => return Err(exposed.into()),
+            Ok(Ok(secret)) if !secret.trim().is_empty() => {
                 tracing::info!(path = %path.display(), "using the demo secret kept in this file; pass --secret or SESSION_SECRET in production");
                 return Ok(secret.trim().to_owned());
             }
             // Being written by another instance right now, or left empty by a crash.
-            Ok(_) if attempt < 49 => {
+            Ok(Ok(_)) if attempt < 49 => {
                 std::thread::sleep(std::time::Duration::from_millis(20));
                 continue;
             }
-            Ok(_) => {
+            Ok(Ok(_)) => {
                 return Err(ServeError(format!(
                     "the demo secret file {} is empty: delete it and start again",
                     path.display()
@@ -189,7 +297,7 @@ fn demo_secret(dir: &Path) -> Result<String, BoxError> {
             }
         }
         let secret = generate_secret()?;
-        std::fs::create_dir_all(dir)
+        stores::create_private_dir(dir)
             .map_err(|e| ServeError(format!("cannot create {}: {e}", dir.display())))?;
         match write_private(&path, &secret) {
             Ok(()) => {
@@ -212,6 +320,30 @@ fn demo_secret(dir: &Path) -> Result<String, BoxError> {
         path.display()
     ))
     .into())
+}
+
+/// The secret file's contents, read from the same open file whose permissions were
+/// checked (no window for a swap between the check and the read). The outer error is
+/// the file's (missing, unreadable); the inner one a file others may read or write.
+fn read_private(path: &Path) -> std::io::Result<Result<String, ServeError>> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = file.metadata()?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Ok(Err(ServeError(format!(
+                "the demo secret file {path} can be read or written by other users (mode {mode:04o}): \
+                 anyone who reads it can sign cookies for any session. Run `chmod 600 {path}` \
+                 (or delete it to have a new secret generated), or pass --secret",
+                path = path.display()
+            ))));
+        }
+    }
+    let mut secret = String::new();
+    file.read_to_string(&mut secret)?;
+    Ok(Ok(secret))
 }
 
 /// 64 characters from 48 random bytes.

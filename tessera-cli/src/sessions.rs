@@ -14,7 +14,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// Session store URL: memory, sqlite://PATH, redis://HOST:PORT, redis-sentinel://…, redis-cluster://…
-    #[arg(long, env = "SESSION_STORE")]
+    #[arg(long, env = "SESSION_STORE", hide_env_values = true)]
     store: String,
     /// Key prefix in the store.
     #[arg(long, env = "SESSION_PREFIX", default_value = "myapp:session:")]
@@ -67,6 +67,8 @@ pub async fn run(command: SessionsCommand) -> Result<(), BoxError> {
     let options = StoreOptions {
         prefix: args.prefix.clone(),
         ttl: Duration::from_secs(86_400),
+        // Inspecting must not create: a mistyped path is an error naming it.
+        create: false,
     };
     let store = stores::open(&args.store, &options).await?;
     let mut out = std::io::stdout().lock();

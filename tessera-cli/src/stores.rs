@@ -15,6 +15,8 @@ use tessera::store::redis::RedisStore;
 use tessera::store::sqlite::{SqliteOptions, SqliteStore};
 use tessera::{MemoryStore, Store, StoreError};
 
+use crate::redact;
+
 /// Options that apply to whichever store the URL names (each uses what it understands).
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -22,13 +24,44 @@ pub struct StoreOptions {
     pub prefix: String,
     /// TTL for sessions whose cookie has no expiry.
     pub ttl: Duration,
+    /// Whether a missing local store (a SQLite file and its folder) is created: yes for
+    /// `tessera serve`, no for the admin commands, which must not make an empty database
+    /// out of a mistyped path.
+    pub create: bool,
 }
 
 /// The default store of `tessera serve`.
 pub const DEFAULT_STORE: &str = "sqlite://.tessera/sessions.db";
 
+/// A store that could not be opened: the message names the store by its URL with the
+/// credentials hidden (see [`redact`](crate::redact)), and so does the cause.
+#[derive(Debug)]
+pub struct OpenError(String);
+
+impl std::fmt::Display for OpenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OpenError {}
+
 /// Opens the store `url` names.
-pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+///
+/// # Errors
+/// [`OpenError`], with no password of `url` in it: the stores' own messages quote the
+/// URL in places, so their text is scrubbed too.
+pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, OpenError> {
+    open_store(url, options).await.map_err(|e| {
+        OpenError(format!(
+            "cannot open store {}: {}",
+            redact::url(url),
+            redact::scrub(&e.to_string(), url)
+        ))
+    })
+}
+
+async fn open_store(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     let scheme = url.split("://").next().unwrap_or(url);
     match scheme {
         "memory" => Ok(Arc::new(MemoryStore::with_default_ttl(options.ttl))),
@@ -44,14 +77,16 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, S
                 .await?,
         )),
         _ => Err(StoreError::Config(format!(
-            "unknown store URL {url:?}: use memory, sqlite://PATH, redis://HOST:PORT, \
-             redis-sentinel://HOST:PORT,…/MASTER or redis-cluster://HOST:PORT,…"
+            "unknown store URL {:?}: use memory, sqlite://PATH, redis://HOST:PORT, \
+             redis-sentinel://HOST:PORT,…/MASTER or redis-cluster://HOST:PORT,…",
+            redact::url(url)
         ))),
     }
 }
 
 /// `sqlite://PATH`: PATH relative to the working directory (`sqlite:///abs/path` for an
-/// absolute one); its folder is created if missing.
+/// absolute one); with `options.create` its folder is created (0700) if missing, else the
+/// file must exist.
 async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
     let path = std::path::Path::new(url.strip_prefix("sqlite://").unwrap_or_default());
     if path.as_os_str().is_empty() {
@@ -59,8 +94,9 @@ async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
             "store URL {url:?} names no file: use sqlite://PATH, e.g. sqlite://.tessera/sessions.db"
         )));
     }
-    if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(folder).await.map_err(|e| {
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(folder) = folder.filter(|_| options.create) {
+        create_private_dir(folder).map_err(|e| {
             StoreError::Config(format!(
                 "cannot create the folder {} for the session database: {e}; \
                  create it yourself or choose another path",
@@ -70,9 +106,21 @@ async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
     }
     let options = SqliteOptions {
         default_ttl: options.ttl,
+        create: options.create,
         ..SqliteOptions::default()
     };
     Ok(Arc::new(SqliteStore::open(path, options).await?))
+}
+
+/// Creates `dir` and its missing parents, each new one readable by this user only
+/// (0700): the folder holds the session database (session IDs are bearer credentials)
+/// and the demo's secret. An existing folder is left as it is.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
 }
 
 /// Where a store keeps local files (the demo keeps its generated secret there too).

@@ -32,6 +32,9 @@ const COOKIE_NAME: &str = "connect.sid";
 const WELCOME: &str = "Welcome to the session demo! Visit again to see the view count increase.";
 const LOGGED_OUT: &str = "Logged out successfully!";
 const DAY: i64 = 86_400;
+/// The SameSite both apps use: Tessera's default, set on the Node side (express sends none
+/// by default). `Servers::start_without_same_site` runs both the express way.
+const SAME_SITE: &str = "lax";
 
 /// The Node peer's Redis client and connect-redis version (`CLIENT` of `interop/app.js`).
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +119,20 @@ impl Servers {
         }
     }
 
+    /// Both apps with no SameSite attribute: the article's express app as it is, and
+    /// Tessera with `--cookie-same-site unset` (its opt-out of the Lax default).
+    fn start_without_same_site(peer: Peer) -> Self {
+        let redis = RedisServer::start();
+        let node = start_node_with(&redis, peer, SECRET, DAY as u64, None);
+        let tessera =
+            start_tessera_with(&redis, SECRET, DAY as u64, &["--cookie-same-site", "unset"]);
+        Servers {
+            redis,
+            node,
+            tessera,
+        }
+    }
+
     /// The raw stored value under `PREFIX + id` (empty when there is none).
     fn raw(&self, id: &str) -> String {
         self.redis.cli(&["GET", &key(id)])
@@ -151,32 +168,60 @@ impl Drop for Servers {
 }
 
 fn start_node(redis: &RedisServer, peer: Peer, secrets: &str, max_age_secs: u64) -> NodeApp {
-    NodeApp::start(&[
+    start_node_with(redis, peer, secrets, max_age_secs, Some(SAME_SITE))
+}
+
+fn start_node_with(
+    redis: &RedisServer,
+    peer: Peer,
+    secrets: &str,
+    max_age_secs: u64,
+    same_site: Option<&str>,
+) -> NodeApp {
+    let (url, max_age) = (redis.url(), max_age_secs.to_string());
+    let mut env = vec![
         ("CLIENT", peer.client()),
-        ("REDIS_URL", &redis.url()),
+        ("REDIS_URL", url.as_str()),
         ("SESSION_SECRET", secrets),
         ("SESSION_PREFIX", PREFIX),
         ("SESSION_TTL", "3600"),
-        ("COOKIE_MAX_AGE", &max_age_secs.to_string()),
-    ])
+        ("COOKIE_MAX_AGE", max_age.as_str()),
+    ];
+    if let Some(same_site) = same_site {
+        env.push(("COOKIE_SAME_SITE", same_site));
+    }
+    NodeApp::start(&env)
 }
 
 fn start_tessera(redis: &RedisServer, secrets: &str, max_age_secs: u64) -> TesseraServer {
+    start_tessera_with(redis, secrets, max_age_secs, &[])
+}
+
+fn start_tessera_with(
+    redis: &RedisServer,
+    secrets: &str,
+    max_age_secs: u64,
+    extra: &[&str],
+) -> TesseraServer {
+    let (url, max_age) = (redis.url(), max_age_secs.to_string());
+    // `--secrets`, the comma-separated list, as the Node app's SESSION_SECRET is.
+    let mut args = vec![
+        "--store",
+        &url,
+        "--secrets",
+        secrets,
+        "--prefix",
+        PREFIX,
+        "--ttl",
+        "3600",
+        "--cookie-max-age",
+        &max_age,
+    ];
+    args.extend_from_slice(extra);
     TesseraServer::start(
         Path::new(env!("CARGO_BIN_EXE_tessera")),
         redis.dir.path(),
-        &[
-            "--store",
-            &redis.url(),
-            "--secret",
-            secrets,
-            "--prefix",
-            PREFIX,
-            "--ttl",
-            "3600",
-            "--cookie-max-age",
-            &max_age_secs.to_string(),
-        ],
+        &args,
         &[],
     )
 }
@@ -412,7 +457,19 @@ fn assert_stored_shape(servers: &Servers, id: &str, views: u64, max_age: i64, wh
     let cookie = &stored["cookie"];
     assert_eq!(
         keys_of(cookie),
-        ["originalMaxAge", "expires", "secure", "httpOnly", "path"],
+        [
+            "originalMaxAge",
+            "expires",
+            "secure",
+            "httpOnly",
+            "path",
+            "sameSite"
+        ],
+        "{who} wrote {raw}"
+    );
+    assert_eq!(
+        cookie["sameSite"].as_str(),
+        Some(SAME_SITE),
         "{who} wrote {raw}"
     );
     assert_eq!(cookie["secure"], Value::Bool(false), "{who} wrote {raw}");
@@ -622,7 +679,7 @@ async fn every_json_kind_survives_a_tessera_write(peer: Peer) {
     assert_eq!(get(&browser, &format!("{node}/")).await.body, visited(3));
 }
 
-/// Secret rotation: Node on `[new, old]`, Tessera on `--secret new,old`. A cookie signed
+/// Secret rotation: Node on `[new, old]`, Tessera on `--secrets new,old`. A cookie signed
 /// with `old` (minted by a Node and by a Tessera that only know `old`) is accepted by both,
 /// which continue the session and re-sign it with `new`; the re-signed cookie works on both.
 async fn secret_rotation_accepts_old_cookies_on_both_sides(peer: Peer) {
@@ -635,7 +692,7 @@ async fn secret_rotation_accepts_old_cookies_on_both_sides(peer: Peer) {
     let new_only = Secrets::new([NEW]).unwrap();
     let rotating_servers = [
         ("Node [new, old]", rotating.node.url()),
-        ("Tessera new,old", rotating.tessera.url()),
+        ("Tessera --secrets new,old", rotating.tessera.url()),
     ];
 
     for (minter, url) in [
@@ -688,10 +745,24 @@ async fn secret_rotation_accepts_old_cookies_on_both_sides(peer: Peer) {
 }
 
 /// The `Set-Cookie` each side sends, attribute by attribute: same name, `s%3A…` value,
-/// `Path=/`, `Expires` a day out (within seconds of each other), `HttpOnly`, no `Max-Age`,
-/// same order. For the same session both sides send the very same value.
+/// `Path=/`, `Expires` a day out (within seconds of each other), `HttpOnly`,
+/// `SameSite=Lax`, no `Max-Age`, same order. For the same session both sides send the very
+/// same value. And the same without SameSite: the article's express app as it is, and
+/// Tessera with its opt-out.
 async fn set_cookie_attributes_match(peer: Peer) {
-    let servers = Servers::start(peer);
+    set_cookie_attributes_match_on(
+        Servers::start(peer),
+        &["Path", "Expires", "HttpOnly", "SameSite"],
+    )
+    .await;
+    set_cookie_attributes_match_on(
+        Servers::start_without_same_site(peer),
+        &["Path", "Expires", "HttpOnly"],
+    )
+    .await;
+}
+
+async fn set_cookie_attributes_match_on(servers: Servers, attributes: &[&str]) {
     let (node, tessera) = (servers.node.url(), servers.tessera.url());
     let node_new = get_as(&format!("{node}/"), None).await.session_cookie();
     let tessera_new = get_as(&format!("{tessera}/"), None).await.session_cookie();
@@ -716,11 +787,14 @@ async fn set_cookie_attributes_match(peer: Peer) {
         assert!(secrets.unsign(&decoded).is_some(), "{who}: {}", cookie.raw);
         assert_eq!(
             cookie.attribute_names(),
-            ["Path", "Expires", "HttpOnly"],
+            attributes,
             "{who}: attributes and their order (no Max-Age): {}",
             cookie.raw
         );
         assert_eq!(cookie.attribute("Path"), Some("/"), "{who}");
+        if attributes.contains(&"SameSite") {
+            assert_eq!(cookie.attribute("SameSite"), Some("Lax"), "{who}");
+        }
         assert_about_from_now(cookie.expires(), DAY, who);
     }
     let apart = (node_new.expires() - tessera_new.expires()).abs();
@@ -741,12 +815,7 @@ async fn set_cookie_attributes_match(peer: Peer) {
         assert_eq!(reply.body, visited(2), "{who}");
         let sent = reply.session_cookie();
         assert_eq!(sent.value, cookie.value, "{who} re-sends the same value");
-        assert_eq!(
-            sent.attribute_names(),
-            ["Path", "Expires", "HttpOnly"],
-            "{who}: {}",
-            sent.raw
-        );
+        assert_eq!(sent.attribute_names(), attributes, "{who}: {}", sent.raw);
         assert_about_from_now(sent.expires(), DAY, who);
     }
 }
@@ -800,7 +869,7 @@ async fn browser_session_cookie_uses_the_ttl_option_on_both_sides(peer: Peer) {
         let cookie = reply.session_cookie();
         assert_eq!(
             cookie.attribute_names(),
-            ["Path", "HttpOnly"],
+            ["Path", "HttpOnly", "SameSite"],
             "{first}: {}",
             cookie.raw
         );

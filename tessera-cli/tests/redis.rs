@@ -104,8 +104,16 @@ async fn demo_flow_on_redis_leaves_what_connect_redis_leaves() {
     let cookie_keys: Vec<&String> = value["cookie"].as_object().unwrap().keys().collect();
     assert_eq!(
         cookie_keys,
-        ["originalMaxAge", "expires", "secure", "httpOnly", "path"]
+        [
+            "originalMaxAge",
+            "expires",
+            "secure",
+            "httpOnly",
+            "path",
+            "sameSite"
+        ]
     );
+    assert_eq!(value["cookie"]["sameSite"], json!("lax"));
     assert_eq!(value["cookie"]["originalMaxAge"], json!(86_400_000));
     assert_eq!(value["cookie"]["secure"], json!(false));
     assert_eq!(value["cookie"]["httpOnly"], json!(true));

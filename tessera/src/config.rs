@@ -10,12 +10,13 @@
 //! | `rolling`                  | [`SessionConfig::rolling`]            | `false`         |
 //! | `unset`                    | [`SessionConfig::unset`]              | `keep`          |
 //! | `proxy`                    | [`SessionConfig::trust_proxy`]        | `false`         |
+//! | —                          | [`SessionConfig::behind_tls`]         | `false`         |
 //! | `genid`                    | [`SessionConfig::id_generator`]       | 24 random bytes |
 //! | `cookie.path`              | [`SessionConfig::cookie_path`]        | `/`             |
 //! | `cookie.domain`            | [`SessionConfig::cookie_domain`]      | none            |
 //! | `cookie.httpOnly`          | [`SessionConfig::cookie_http_only`]   | `true`          |
 //! | `cookie.secure`            | [`SessionConfig::cookie_secure`]      | `false`         |
-//! | `cookie.sameSite`          | [`SessionConfig::cookie_same_site`]   | none            |
+//! | `cookie.sameSite`          | [`SessionConfig::cookie_same_site`] / [`cookie_without_same_site`](SessionConfig::cookie_without_same_site) | `Lax` (express: none) |
 //! | `cookie.maxAge`            | [`SessionConfig::cookie_max_age`]     | none (browser session) |
 //! | `cookie.expires`           | [`SessionConfig::cookie_expires`]     | none            |
 //! | `cookie.partitioned`       | [`SessionConfig::cookie_partitioned`] | `false`         |
@@ -28,6 +29,13 @@
 //! express-session itself still defaults `resave` and `saveUninitialized` to `true` (with a
 //! deprecation warning); every guide, the article included, sets both to `false`, and so do
 //! Tessera's defaults.
+//!
+//! One default is deliberately safer than express's: the cookie is `SameSite=Lax`, so
+//! browsers do not send it on cross-site subrequests and form posts (the base of CSRF),
+//! whatever their own default is (Chrome's is Lax, Firefox's and Safari's are none). For
+//! express's exact cookie (no `SameSite` attribute, e.g. while an Express app that does
+//! not set `sameSite` shares the sessions), use
+//! [`cookie_without_same_site`](SessionConfig::cookie_without_same_site).
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,7 +45,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::id::IdGenerator;
-use crate::record::{to_millis, CookieData};
+use crate::record::{to_millis, utc, CookieData};
 use crate::signing::SecretError;
 
 /// Whether the cookie carries the `Secure` attribute.
@@ -49,17 +57,21 @@ pub enum CookieSecure {
     /// Always (express `secure: true`). The cookie is not sent on a plain-HTTP request, as
     /// express does; the session is still saved.
     Always,
-    /// Secure when the request is: an `https` URI, or `X-Forwarded-Proto: https` from a
-    /// trusted proxy (see [`SessionConfig::trust_proxy`]). express `secure: 'auto'`.
+    /// Secure when the request is: it came over TLS, as the application tells the layer
+    /// ([`SessionConfig::behind_tls`] or the [`SecureConnection`](crate::SecureConnection)
+    /// request extension), or a trusted proxy says `X-Forwarded-Proto: https` (see
+    /// [`SessionConfig::trust_proxy`]). express `secure: 'auto'`.
     Auto,
 }
 
-/// The cookie's `SameSite` attribute.
+/// The cookie's `SameSite` attribute (default [`Lax`](SameSite::Lax)). `None` here is the
+/// attribute `SameSite=None`; to send no attribute at all, as express does by default, use
+/// [`SessionConfig::cookie_without_same_site`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSite {
     /// `SameSite=Strict`.
     Strict,
-    /// `SameSite=Lax`.
+    /// `SameSite=Lax`: the default.
     Lax,
     /// `SameSite=None` (browsers require `Secure` with it).
     None,
@@ -96,6 +108,21 @@ pub enum ConfigError {
     /// The cookie name is not an HTTP token.
     #[error("cookie name {0:?} is not valid: use letters, digits and !#$%&'*+-.^_`|~")]
     Name(String),
+    /// The cookie name's `__Host-` or `__Secure-` prefix asks for attributes the
+    /// configuration does not give; browsers would drop every such cookie.
+    #[error(
+        "cookie name {name:?} starts with {prefix}, which browsers accept only {requires}: {fix}"
+    )]
+    Prefix {
+        /// The cookie name.
+        name: String,
+        /// `__Host-` or `__Secure-`.
+        prefix: &'static str,
+        /// What the prefix requires.
+        requires: &'static str,
+        /// What to change.
+        fix: &'static str,
+    },
     /// An attribute value would break the `Set-Cookie` header.
     #[error("cookie {attribute} {value:?} is not valid: no `;`, spaces or control characters")]
     Attribute {
@@ -104,6 +131,39 @@ pub enum ConfigError {
         /// The value given.
         value: String,
     },
+}
+
+/// A cookie name prefix that browsers enforce (RFC 6265bis §4.1.3, matched regardless of
+/// case, as browsers do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CookiePrefix {
+    /// `__Host-`: Secure, `Path=/`, no Domain.
+    Host,
+    /// `__Secure-`: Secure.
+    Secure,
+}
+
+impl CookiePrefix {
+    pub(crate) fn of(name: &str) -> Option<Self> {
+        let starts = |prefix: &str| {
+            name.get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        };
+        if starts("__Host-") {
+            Some(CookiePrefix::Host)
+        } else if starts("__Secure-") {
+            Some(CookiePrefix::Secure)
+        } else {
+            None
+        }
+    }
+}
+
+/// Whether `value` can stand as a cookie attribute's value in `Set-Cookie`: not empty,
+/// visible ASCII only (no spaces, no control characters) and no `;`, which would start
+/// another attribute. Configured and stored attributes are held to the same rule.
+pub(crate) fn attribute_ok(value: &str) -> bool {
+    !value.is_empty() && value.bytes().all(|b| b > 0x20 && b < 0x7f && b != b';')
 }
 
 /// Every option of the session layer. Build with [`SessionConfig::default`] and the
@@ -117,6 +177,7 @@ pub struct SessionConfig {
     pub(crate) rolling: bool,
     pub(crate) unset: Unset,
     pub(crate) trust_proxy: bool,
+    pub(crate) behind_tls: bool,
     pub(crate) always_touch: bool,
     pub(crate) store_timeout: Duration,
     pub(crate) guarded_commit: bool,
@@ -148,6 +209,7 @@ impl Default for SessionConfig {
             rolling: false,
             unset: Unset::Keep,
             trust_proxy: false,
+            behind_tls: false,
             always_touch: false,
             store_timeout: Duration::from_secs(3),
             guarded_commit: true,
@@ -158,7 +220,7 @@ impl Default for SessionConfig {
                 domain: None,
                 http_only: true,
                 secure: CookieSecure::Never,
-                same_site: None,
+                same_site: Some(SameSite::Lax),
                 max_age: None,
                 expires: None,
                 partitioned: false,
@@ -181,6 +243,7 @@ impl fmt::Debug for SessionConfig {
             .field("rolling", &self.rolling)
             .field("unset", &self.unset)
             .field("trust_proxy", &self.trust_proxy)
+            .field("behind_tls", &self.behind_tls)
             .field("always_touch", &self.always_touch)
             .field("store_timeout", &self.store_timeout)
             .field("guarded_commit", &self.guarded_commit)
@@ -192,6 +255,11 @@ impl fmt::Debug for SessionConfig {
 
 impl SessionConfig {
     /// The cookie name (express `name`, default `connect.sid`).
+    ///
+    /// A name starting with `__Host-` (Secure, `Path=/`, no Domain: the cookie cannot be
+    /// set or shadowed by a subdomain) or `__Secure-` (Secure) gets the browser's checks
+    /// for that prefix; [`SessionLayer::new`](crate::SessionLayer::new) refuses a
+    /// configuration that does not meet them, as every cookie would be dropped.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
@@ -199,7 +267,8 @@ impl SessionConfig {
 
     /// Adds a secret. The first secret added signs new cookies; every secret verifies
     /// incoming ones. To rotate, put the new secret first and keep the old one after it
-    /// until the old cookies have expired.
+    /// until the old cookies have expired. Use at least 32 random bytes: anyone who can
+    /// guess a secret can sign cookies for any session ID.
     pub fn secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.secrets.push(secret.as_ref().to_vec());
         self
@@ -247,6 +316,21 @@ impl SessionConfig {
     /// that sets it: a client could otherwise claim `https` itself.
     pub fn trust_proxy(mut self, yes: bool) -> Self {
         self.trust_proxy = yes;
+        self
+    }
+
+    /// Every request this layer sees came over TLS (default `false`): set it when the
+    /// server only accepts TLS connections, or only ever gets requests from a
+    /// TLS-terminating proxy on a private link. For a server that takes both, have its
+    /// TLS acceptor insert [`SecureConnection`](crate::SecureConnection) into the requests
+    /// of TLS connections instead.
+    ///
+    /// Nothing the client sends decides it: neither an absolute-form target
+    /// (`GET https://host/ HTTP/1.1`) nor an HTTP/2 `:scheme` over a plain connection makes
+    /// a request secure, and `X-Forwarded-Proto` counts only with
+    /// [`trust_proxy`](Self::trust_proxy).
+    pub fn behind_tls(mut self, yes: bool) -> Self {
+        self.behind_tls = yes;
         self
     }
 
@@ -318,9 +402,20 @@ impl SessionConfig {
         self
     }
 
-    /// Cookie `SameSite` (default none).
+    /// Cookie `SameSite` (default [`SameSite::Lax`]; express sends none). Browsers refuse
+    /// `SameSite=None` without `Secure`.
     pub fn cookie_same_site(mut self, same_site: SameSite) -> Self {
         self.cookie.same_site = Some(same_site);
+        self
+    }
+
+    /// No `SameSite` attribute at all, as express-session sends by default
+    /// (`sameSite: false`): the browser's own default applies. Use it for exact parity
+    /// with an Express app that shares the sessions and does not set `sameSite`; the
+    /// attribute is stored in each session's cookie, so the side that writes last decides
+    /// what the browser gets.
+    pub fn cookie_without_same_site(mut self) -> Self {
+        self.cookie.same_site = None;
         self
     }
 
@@ -360,21 +455,47 @@ impl SessionConfig {
         if !is_token(&self.name) {
             return Err(ConfigError::Name(self.name.clone()));
         }
-        let attr_ok =
-            |s: &str| !s.is_empty() && s.bytes().all(|b| b > 0x20 && b < 0x7f && b != b';');
-        if !attr_ok(&self.cookie.path) {
+        if !attribute_ok(&self.cookie.path) {
             return Err(ConfigError::Attribute {
                 attribute: "path",
                 value: self.cookie.path.clone(),
             });
         }
         if let Some(domain) = &self.cookie.domain {
-            if !attr_ok(domain) {
+            if !attribute_ok(domain) {
                 return Err(ConfigError::Attribute {
                     attribute: "domain",
                     value: domain.clone(),
                 });
             }
+        }
+        // A prefixed name needs Secure on every cookie sent. `Auto` would send it without
+        // Secure on a plain-HTTP request, which the browser drops, so only `Always` does.
+        let secure = self.cookie.secure == CookieSecure::Always;
+        let prefix_error = |prefix, requires, fix| ConfigError::Prefix {
+            name: self.name.clone(),
+            prefix,
+            requires,
+            fix,
+        };
+        match CookiePrefix::of(&self.name) {
+            Some(CookiePrefix::Host)
+                if !secure || self.cookie.path != "/" || self.cookie.domain.is_some() =>
+            {
+                return Err(prefix_error(
+                    "__Host-",
+                    "with Secure, Path=/ and no Domain",
+                    "set cookie_secure(CookieSecure::Always), keep cookie_path at \"/\" and set no cookie_domain",
+                ));
+            }
+            Some(CookiePrefix::Secure) if !secure => {
+                return Err(prefix_error(
+                    "__Secure-",
+                    "with Secure",
+                    "set cookie_secure(CookieSecure::Always)",
+                ));
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -393,8 +514,9 @@ impl SessionConfig {
                 )
             }
             (None, Some(at)) => (
+                // Within `time`'s ±9999 years the milliseconds fit an i64 many times over.
                 Some((at - now).whole_milliseconds() as i64),
-                Some(to_millis(at)),
+                Some(to_millis(utc(at))),
             ),
             (None, None) => (None, None),
         };

@@ -1,7 +1,8 @@
 //! The `Cookie` and `Set-Cookie` header syntax, as express-session (through the `cookie`
 //! package, 0.7) reads and writes it.
 //!
-//! Reading follows `cookie.parse`: pairs split on `;`, surrounding double quotes stripped,
+//! Reading follows `cookie.parse` (on the header's bytes, so a non-ASCII byte in another
+//! cookie costs us nothing): pairs split on `;`, surrounding double quotes stripped,
 //! a value URL-decoded only when it contains `%` (on a decoding error the raw value is
 //! kept). Unlike express, every cookie of our name is returned, in order, so the layer can
 //! use the first one that verifies rather than losing the session to a stray duplicate.
@@ -14,7 +15,7 @@ use http::HeaderValue;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use crate::record::{push_padded, push_year, CookieData};
+use crate::record::{push_padded, push_year, utc, CookieData};
 
 /// The longest cookie value (after decoding) that is looked at. A signed default ID is 77
 /// bytes; anything far longer is an attack or an accident, and is ignored unparsed.
@@ -22,21 +23,24 @@ pub const MAX_COOKIE_VALUE_LEN: usize = 512;
 
 /// Every value of cookie `name` in a request's `Cookie` headers, in order, decoded.
 ///
-/// Values that are not UTF-8 or are longer than [`MAX_COOKIE_VALUE_LEN`] are skipped.
+/// The headers are read as bytes: another cookie's value may hold bytes that are not
+/// ASCII (a browser sends `document.cookie = "name=José"` as UTF-8), and that must not
+/// hide ours. Only a value of our own name must be UTF-8; one that is not, or is longer
+/// than [`MAX_COOKIE_VALUE_LEN`], is skipped.
 pub fn values<'h>(
     headers: impl IntoIterator<Item = &'h HeaderValue> + 'h,
     name: &'h str,
 ) -> impl Iterator<Item = String> + 'h {
     headers
         .into_iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
+        .flat_map(|h| h.as_bytes().split(|&b| b == b';'))
         .filter_map(move |pair| {
-            let (key, value) = pair.split_once('=')?;
-            if key.trim() != name {
+            let at = pair.iter().position(|&b| b == b'=')?;
+            let (key, value) = (&pair[..at], &pair[at + 1..]);
+            if key.trim_ascii() != name.as_bytes() {
                 return None;
             }
-            let mut value = value.trim();
+            let mut value = std::str::from_utf8(value.trim_ascii()).ok()?;
             if value.len() > MAX_COOKIE_VALUE_LEN * 3 {
                 return None;
             }
@@ -177,7 +181,7 @@ fn http_date(at: OffsetDateTime, out: &mut String) {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let at = at.to_offset(time::UtcOffset::UTC);
+    let at = utc(at);
     out.push_str(DAYS[at.weekday().number_days_from_monday() as usize]);
     out.push_str(", ");
     push_padded(out, at.day().into(), 2);
@@ -244,6 +248,20 @@ mod tests {
         push_padded(&mut out, 7, 3);
         push_padded(&mut out, 0, 1);
         assert_eq!(out, "123450070");
+    }
+
+    #[test]
+    fn other_cookies_may_hold_any_byte() {
+        let mut h = HeaderMap::new();
+        for v in [
+            b"a=Jos\xc3\xa9; connect.sid=one; b=\xff".as_slice(),
+            b"connect.sid=s%3A\xff; connect.sid=two".as_slice(),
+            b"\xe9=x; connect.sid\xe9=y; connect.sid = three ".as_slice(),
+        ] {
+            h.append(COOKIE, HeaderValue::from_bytes(v).unwrap());
+        }
+        let got: Vec<_> = values(h.get_all(COOKIE), "connect.sid").collect();
+        assert_eq!(got, ["one", "two", "three"]);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The engine every request's [`Session`](crate::Session) shares: the store, the options,
 //! the keyed secrets, and the one place store calls are made from.
 //!
+//! Every loaded record's cookie attributes are checked here, before anything is rendered
+//! from them (see [`Engine::checked`]).
+//!
 //! Every call to the store goes through [`Engine::call`], which bounds it by
 //! [`SessionConfig::store_timeout`](crate::SessionConfig::store_timeout), so a slow store
 //! costs a request a 503, never a hang. The engine also orders the commits of one session
@@ -15,10 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 
-use crate::config::SessionConfig;
+use crate::config::{attribute_ok, CookiePrefix, SessionConfig};
 use crate::error::SessionError;
 use crate::id::SessionId;
-use crate::record::Record;
+use crate::record::{CookieData, Record};
 use crate::signing::Secrets;
 use crate::store::{Loaded, Store, StoreError, Version};
 
@@ -30,6 +33,8 @@ pub(crate) struct Engine {
     /// Whether store calls need the engine's timer: false when the store bounds its
     /// own calls within `config.store_timeout` (see `Store::time_bound`).
     own_timer: bool,
+    /// The cookie name's `__Host-`/`__Secure-` prefix, which stored attributes must obey.
+    prefix: Option<CookiePrefix>,
     pub(crate) commits: Commits,
 }
 
@@ -39,6 +44,7 @@ impl Engine {
             .time_bound()
             .is_none_or(|bound| bound > config.store_timeout);
         Engine {
+            prefix: CookiePrefix::of(&config.name),
             store,
             config,
             secrets,
@@ -95,7 +101,8 @@ impl Engine {
 
     /// Loads `id`, treating a corrupt record as no session (logged).
     pub(crate) async fn load(&self, id: &SessionId) -> Result<Option<Loaded>, StoreError> {
-        Self::forgive_corrupt(self.call("load", self.store.load(id)).await)
+        let loaded = Self::forgive_corrupt(self.call("load", self.store.load(id)).await)?;
+        Ok(loaded.map(|loaded| self.checked(loaded)))
     }
 
     /// Loads `id` and extends its life as the end-of-request touch would, in one round
@@ -116,7 +123,8 @@ impl Engine {
             self.call("load", self.store.load_and_touch(id, expires))
                 .await,
         )?;
-        Ok(loaded.map(|mut loaded| {
+        Ok(loaded.map(|loaded| {
+            let mut loaded = self.checked(loaded);
             let own = loaded.record.cookie.original_max_age;
             let same_lifetime = match max_age {
                 Some(d) => own == i64::try_from(d.as_millis()).ok(),
@@ -125,6 +133,58 @@ impl Engine {
             loaded.touched &= same_lifetime;
             loaded
         }))
+    }
+
+    /// A loaded record with each stored cookie attribute that is not a valid one replaced
+    /// by the configured value (logged).
+    ///
+    /// A stored session carries its own cookie `path` and `domain` (express renders the
+    /// stored ones, and so do we: a session keeps the cookie it was given). Anything that
+    /// can write the store (another app on the same Redis, a hand-edited SQLite row, a bug)
+    /// could otherwise put `/; Domain=evil.example; SameSite=None` there and have it copied
+    /// into `Set-Cookie` as extra attributes. The check is [`SessionConfig`]'s own
+    /// validation, plus what the cookie name's `__Host-` prefix forbids.
+    fn checked(&self, mut loaded: Loaded) -> Loaded {
+        self.check_cookie(&mut loaded.record.cookie);
+        loaded
+    }
+
+    fn check_cookie(&self, cookie: &mut CookieData) {
+        let host_prefix = self.prefix == Some(CookiePrefix::Host);
+        // A missing path is replaced too, as express's `Cookie` gives every loaded cookie
+        // a path.
+        let path_ok = cookie
+            .path
+            .as_deref()
+            .is_some_and(|p| attribute_ok(p) && (!host_prefix || p == "/"));
+        if !path_ok {
+            // Lengths only: the value is whatever the writer chose, and may be large.
+            tracing::warn!(
+                stored_len = cookie.path.as_ref().map(String::len),
+                "stored cookie path is not a valid attribute; using the configured one"
+            );
+            cookie.path = Some(self.config.cookie.path.clone());
+        }
+        // No stored domain is a host-only cookie: valid, and kept (a session created
+        // before a domain was configured keeps its cookie).
+        let domain_ok = match cookie.domain.as_deref() {
+            None => true,
+            Some(d) => attribute_ok(d) && !host_prefix,
+        };
+        if !domain_ok {
+            tracing::warn!(
+                stored_len = cookie.domain.as_ref().map(String::len),
+                "stored cookie domain is not a valid attribute; using the configured one"
+            );
+            cookie.domain = self.config.cookie.domain.clone();
+        }
+        // A prefixed name requires Secure (`SessionLayer::new` refuses any other setting),
+        // and with `CookieSecure::Always` the stored flag is what is sent: a stored
+        // `secure: false` (a session from an app without the prefix) would make the
+        // browser drop the cookie.
+        if self.prefix.is_some() && cookie.secure != Some(true) {
+            cookie.secure = Some(true);
+        }
     }
 
     fn forgive_corrupt<T>(result: Result<Option<T>, StoreError>) -> Result<Option<T>, StoreError> {

@@ -110,7 +110,7 @@ where
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         // The cookie is verified when the session is first needed, not here.
         let cookies = RawCookies::from_headers(req.headers());
-        let secure = is_secure(&req, self.engine.config.trust_proxy);
+        let secure = is_secure(&req, &self.engine.config);
         let session = Session::new(self.engine.clone(), cookies, secure);
         req.extensions_mut().insert(session.clone());
 
@@ -161,14 +161,28 @@ fn failed<B: Default>(error: &crate::SessionError) -> Response<B> {
     response
 }
 
-/// Whether the request came over TLS: an `https` URI (set by TLS-terminating servers), or
-/// `X-Forwarded-Proto: https` when the proxy is trusted (the first value counts, as in
-/// express-session).
-fn is_secure<B>(req: &Request<B>, trust_proxy: bool) -> bool {
-    if req.uri().scheme_str() == Some("https") {
+/// A request extension saying that the request came over a TLS connection, for
+/// [`CookieSecure::Auto`](crate::CookieSecure::Auto) and for sending `Secure` cookies at all.
+///
+/// A server that accepts both TLS and plain connections inserts it, in its TLS acceptor,
+/// into every request of a TLS connection (with axum: a
+/// `Router::layer(axum::Extension(SecureConnection))` on the router served over TLS only).
+/// A server that only ever takes TLS can set [`SessionConfig::behind_tls`] instead.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SecureConnection;
+
+/// Whether the request came over TLS, as only the server can tell: the layer is behind
+/// TLS, the TLS acceptor marked the request, or a trusted proxy says
+/// `X-Forwarded-Proto: https` (the first value counts, as in express-session).
+///
+/// Never the request target: a client may send an absolute-form target
+/// (`GET https://host/ HTTP/1.1`), or an HTTP/2 `:scheme`, over plain TCP, and hyper puts
+/// either in the URI as it came.
+fn is_secure<B>(req: &Request<B>, config: &SessionConfig) -> bool {
+    if config.behind_tls || req.extensions().get::<SecureConnection>().is_some() {
         return true;
     }
-    if !trust_proxy {
+    if !config.trust_proxy {
         return false;
     }
     req.headers()

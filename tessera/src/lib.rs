@@ -86,7 +86,7 @@ pub mod store;
 pub use config::{ConfigError, CookieSecure, Priority, SameSite, SessionConfig, Unset};
 pub use error::SessionError;
 pub use id::SessionId;
-pub use layer::{SessionLayer, SessionService};
+pub use layer::{SecureConnection, SessionLayer, SessionService};
 pub use record::Record;
 #[cfg(feature = "axum")]
 pub use session::MissingSessionLayer;

@@ -22,7 +22,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use time::{OffsetDateTime, UtcOffset};
 
 use crate::js_number::JsFormatter;
 
@@ -386,21 +386,25 @@ impl CookieData {
             "originalMaxAge" => {
                 cookie.original_max_age = match &value {
                     Value::Null => None,
-                    // JSON.stringify writes whole milliseconds; a fraction is tolerated.
-                    Value::Number(n) => Some(
-                        n.as_i64()
-                            .or_else(|| n.as_f64().map(|f| f as i64))
-                            .ok_or(DecodeError::BadCookie("originalMaxAge"))?,
-                    ),
+                    Value::Number(n) => {
+                        Some(max_age_millis(n).ok_or(DecodeError::BadCookie("originalMaxAge"))?)
+                    }
                     _ => return Err(DecodeError::BadCookie("originalMaxAge")),
                 }
             }
             "expires" => {
                 cookie.expires = match &value {
                     Value::Null => None,
+                    // Kept in UTC: an offset that takes the date past year 9999 (which
+                    // `time` cannot hold in UTC) is refused here, so no later conversion
+                    // of a stored date can fail.
                     Value::String(s) => Some(
                         parse_js_iso(s)
-                            .or_else(|| OffsetDateTime::parse(s, &Rfc3339).ok())
+                            .or_else(|| {
+                                OffsetDateTime::parse(s, &Rfc3339)
+                                    .ok()?
+                                    .checked_to_offset(UtcOffset::UTC)
+                            })
                             .ok_or(DecodeError::BadCookie("expires"))?,
                     ),
                     _ => return Err(DecodeError::BadCookie("expires")),
@@ -419,6 +423,35 @@ impl CookieData {
         }
         Ok(())
     }
+}
+
+/// `originalMaxAge` as whole milliseconds: `None` (a corrupt record) for a number that
+/// is not one an i64 holds, rather than a value saturated into range. (Any i64 is safe
+/// downstream: every date computed from it is checked.) `JSON.stringify` writes whole
+/// milliseconds; a fraction is tolerated and dropped.
+fn max_age_millis(n: &serde_json::Number) -> Option<i64> {
+    if let Some(ms) = n.as_i64() {
+        return Some(ms);
+    }
+    // i64's range as doubles is [-2^63, 2^63): compared first, as `as` would saturate.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    let f = n.as_f64().filter(|f| f.is_finite())?;
+    (-LIMIT..LIMIT).contains(&f).then_some(f as i64)
+}
+
+/// `at` in UTC. A date that `time` cannot hold in UTC (past year 9999 or before -9999 once
+/// its offset is applied; only a value built in code can be one, stored ones are refused
+/// when read) is clamped to the nearest representable one: rendering never fails.
+pub(crate) fn utc(at: OffsetDateTime) -> OffsetDateTime {
+    at.checked_to_offset(UtcOffset::UTC).unwrap_or_else(|| {
+        if at.offset().is_negative() {
+            time::Date::MAX
+                .with_time(time::macros::time!(23:59:59.999))
+                .assume_utc()
+        } else {
+            time::Date::MIN.midnight().assume_utc()
+        }
+    })
 }
 
 /// `Date#toISOString`'s exact shape, `2026-11-29T09:04:54.097Z`, read without a general
@@ -552,7 +585,7 @@ fn unshelter_lone_surrogates(json: &[u8]) -> Vec<u8> {
 
 /// `Date#toISOString`: `2026-11-29T09:04:54.097Z`, always milliseconds, always UTC.
 pub fn format_js_iso(at: OffsetDateTime) -> String {
-    let at = at.to_offset(time::UtcOffset::UTC);
+    let at = utc(at);
     let mut out = String::with_capacity(24);
     push_year(&mut out, at.year());
     out.push('-');
@@ -687,6 +720,91 @@ mod tests {
             Record::from_json(br#"{"cookie":{"expires":"yesterday"}}"#),
             Err(DecodeError::BadCookie(_))
         ));
+    }
+
+    /// Values a hostile or broken writer could put in the cookie member: each one is a
+    /// `DecodeError` (no session), never a panic later when the session is used.
+    #[test]
+    fn hostile_cookie_members_are_decode_errors() {
+        for member in [
+            // Past year 9999 once the offset is applied: `time` cannot hold it in UTC.
+            r#""originalMaxAge":null,"expires":"9999-12-31T23:59:59.999-01:00""#,
+            r#""expires":"9999-12-31T23:00:00-23:59""#,
+            // Beyond a JavaScript Date (year 275760) or not dates at all.
+            r#""expires":"+275760-09-13T00:00:00.000Z""#,
+            r#""expires":"9999-99-99T00:00:00.000Z""#,
+            r#""expires":"""#,
+            r#""expires":12345"#,
+            r#""expires":true"#,
+            r#""expires":{}"#,
+            // Max ages no i64 of milliseconds holds (they used to be saturated silently).
+            r#""originalMaxAge":1e300"#,
+            r#""originalMaxAge":-1e300"#,
+            r#""originalMaxAge":1.7976931348623157e308"#,
+            r#""originalMaxAge":9223372036854775808"#,
+            r#""originalMaxAge":-9.3e18"#,
+            r#""originalMaxAge":18446744073709551615"#,
+            r#""originalMaxAge":"86400000""#,
+            r#""originalMaxAge":[]"#,
+            r#""originalMaxAge":true"#,
+        ] {
+            let json = format!(r#"{{"cookie":{{{member}}},"views":1}}"#);
+            assert!(
+                matches!(
+                    Record::from_json(json.as_bytes()),
+                    Err(DecodeError::BadCookie(_))
+                ),
+                "{json}"
+            );
+        }
+    }
+
+    /// The edges that are still valid decode, and every date and number conversion on the
+    /// way out (the stored JSON, the cookie's `Expires`, the store's TTL) copes with them.
+    #[test]
+    fn edge_values_decode_and_render() {
+        for member in [
+            r#""originalMaxAge":9223372036854775807,"expires":"9999-12-31T23:59:59.999Z""#,
+            r#""originalMaxAge":-9223372036854775808,"expires":"0000-01-01T00:00:00.000Z""#,
+            r#""originalMaxAge":8640000000000001,"expires":"2026-11-29T09:04:54.097Z""#,
+            r#""originalMaxAge":1.5,"expires":"0000-01-01T00:00:00.000+23:59""#,
+            r#""originalMaxAge":-9.2e18,"expires":"9999-12-31T23:59:59.999+23:59""#,
+        ] {
+            let json = format!(r#"{{"cookie":{{{member}}}}}"#);
+            let record =
+                Record::from_json(json.as_bytes()).unwrap_or_else(|e| panic!("{json}: {e}"));
+            let expires = record.cookie.expires.unwrap();
+            assert!(expires.offset().is_utc(), "{json}");
+            let _ = record.to_json();
+            let _ = crate::cookie::set_cookie("sid", "v", &record.cookie, false);
+            let _ = record.ttl(Duration::from_secs(60)).deadline();
+        }
+        let r = Record::from_json(br#"{"cookie":{"originalMaxAge":1.5}}"#).unwrap();
+        assert_eq!(r.cookie.original_max_age, Some(1));
+    }
+
+    /// A date built in code (not read from a store) may have an offset that takes it out
+    /// of `time`'s UTC range: it is written as the nearest date that can be, not a panic.
+    #[test]
+    fn unrepresentable_dates_are_clamped_when_written() {
+        use time::macros::datetime;
+        let late = datetime!(9999-12-31 23:59:59.999 -1);
+        let early = datetime!(-9999-01-01 00:00 +1);
+        assert_eq!(format_js_iso(late), "9999-12-31T23:59:59.999Z");
+        assert_eq!(format_js_iso(early), "-9999-01-01T00:00:00.000Z");
+        let cookie = CookieData {
+            expires: Some(late),
+            ..CookieData::default()
+        };
+        assert_eq!(
+            crate::cookie::set_cookie("sid", "v", &cookie, false),
+            "sid=v; Expires=Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+        let mut record = Record::new(cookie);
+        record.cookie.expires = Some(early);
+        assert!(String::from_utf8(record.to_json())
+            .unwrap()
+            .contains(r#""expires":"-9999-01-01T00:00:00.000Z""#));
     }
 
     #[test]

@@ -250,6 +250,7 @@ impl TesseraServer {
             "PORT",
             "SESSION_STORE",
             "SESSION_SECRET",
+            "SESSION_SECRETS",
             "SESSION_PREFIX",
             "SESSION_TTL",
             "RUST_LOG",
@@ -393,6 +394,7 @@ impl NodeApp {
             "SESSION_TTL",
             "COOKIE_MAX_AGE",
             "COOKIE_NAME",
+            "COOKIE_SAME_SITE",
             "HOST",
             "NODE_ENV",
         ] {

@@ -74,6 +74,10 @@ pub struct SqliteOptions {
     /// How many expired rows one sweep statement deletes at most; a sweep runs batches until
     /// one comes back short, letting requests through between them. Default: 500.
     pub sweep_batch: usize,
+    /// Whether a missing database file is created. Default: `true`. Tools that inspect an
+    /// existing store (`tessera sessions …`) set it to `false`, so a mistyped path is an
+    /// error naming it rather than a new, empty database.
+    pub create: bool,
 }
 
 impl Default for SqliteOptions {
@@ -84,6 +88,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             sweep_interval: Duration::from_secs(60),
             sweep_batch: 500,
+            create: true,
         }
     }
 }
@@ -153,15 +158,16 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`, creates or migrates its schema,
-    /// and starts the store's threads.
+    /// Opens (creating if needed, unless [`SqliteOptions::create`] is off) the database at
+    /// `path`, creates or migrates its schema, and starts the store's threads.
     ///
     /// The folder must exist. Relative paths are taken from the working directory.
     ///
     /// # Errors
     /// [`StoreError::Config`] naming the path and what to do when the file cannot be opened
-    /// or created (missing or read-only folder, a folder in its place), is not a SQLite
-    /// database or is corrupt, or was written by a newer Tessera.
+    /// or created (missing or read-only folder, a folder in its place), does not exist and
+    /// `create` is off, is not a SQLite database or is corrupt, or was written by a newer
+    /// Tessera.
     pub async fn open(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self, StoreError> {
         let path = std::path::absolute(path.as_ref()).map_err(|e| {
             StoreError::Config(format!(
@@ -170,6 +176,15 @@ impl SqliteStore {
             ))
         })?;
         let label = format!("sqlite://{}", path.display());
+        // Checked here for a clear message; the open flags below also leave out CREATE, so
+        // a file removed in between is not recreated either.
+        if !options.create && !path.exists() {
+            return Err(StoreError::Config(format!(
+                "no session database at {}: check the path (an existing database is \
+                 opened, none is created)",
+                path.display()
+            )));
+        }
         let options = SqliteOptions {
             readers: options.readers.max(1),
             sweep_batch: options.sweep_batch.max(1),
@@ -391,9 +406,10 @@ fn commit(conn: &mut Connection, jobs: Vec<Job>) {
 fn connect(path: &Path, options: &SqliteOptions, writer: bool) -> Result<Connection, StoreError> {
     let fail = |e: rusqlite::Error| open_error(path, &e);
     // No SQLITE_OPEN_URI: a path is a path, even one starting with `file:`.
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if options.create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
     let mut conn = Connection::open_with_flags(path, flags).map_err(fail)?;
     conn.busy_timeout(options.busy_timeout).map_err(fail)?;
     conn.set_prepared_statement_cache_capacity(32);

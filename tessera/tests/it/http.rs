@@ -52,8 +52,10 @@ async fn cookie_is_signed_exactly_like_express() {
     // The reference cookie of shared/reference/express-session.md, taken from a running
     // express-session app with secret `your_secret_key_here`; the signature was also
     // recomputed with Python's hmac module (see signing.rs).
+    // express sends no SameSite by default; Tessera's Lax default is opted out of here.
     let config = SessionConfig::default()
         .secret("your_secret_key_here")
+        .cookie_without_same_site()
         .id_generator(|| Some("fxwMrCEq1F1ZXbF5fUKGyD7ewVI7DY1Q".into()));
     let addr = server(config, Arc::new(MemoryStore::new())).await;
     let reply = get(addr, "/", None).await;
@@ -393,19 +395,19 @@ async fn cookie_attributes_follow_the_options() {
     assert!(set.ends_with("; Priority=High; SameSite=Lax"));
     assert!(!set.contains("Max-Age"));
 
-    // No max age: a browser-session cookie, no Expires.
+    // No max age: a browser-session cookie, no Expires; SameSite=Lax by default.
     let addr = server(
         SessionConfig::default().secret(SECRET),
         Arc::new(MemoryStore::new()),
     )
     .await;
+    let set = &get(addr, "/", None).await.set_cookies[0];
     assert_eq!(
-        get(addr, "/", None).await.set_cookies[0]
-            .matches("; ")
-            .count(),
-        2,
-        "Path and HttpOnly only"
+        set.matches("; ").count(),
+        3,
+        "Path, HttpOnly, SameSite only: {set}"
     );
+    assert!(set.ends_with("; Path=/; HttpOnly; SameSite=Lax"), "{set}");
 }
 
 #[tokio::test]
