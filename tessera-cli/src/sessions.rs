@@ -1,10 +1,17 @@
-//! `tessera sessions …`: count, list, show, destroy and clear stored sessions, on any store,
-//! through the `Store` trait's admin operations (SCAN in pages on Redis, never KEYS).
+//! `tessera sessions …`: count, list, sum up, show, destroy and clear stored sessions, on
+//! any store, through the `Store` trait's admin walk: page by page (SCAN on Redis, never
+//! KEYS; keyset pages on SQL), so memory stays bounded by one page whatever the store holds.
+//!
+//! Only sessions are touched: a key under the prefix whose suffix is not a session ID or
+//! whose value is not a session is foreign, reported on stderr and left alone.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufWriter, Write};
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use tessera::store::{Page, Walked};
 
 use crate::stores::{self, StoreOptions};
 
@@ -19,6 +26,11 @@ pub struct StoreArgs {
     /// Key prefix in the store.
     #[arg(long, env = "SESSION_PREFIX", default_value = "myapp:session:")]
     prefix: String,
+    /// With an empty --prefix on Redis: every key of the database is taken for a possible
+    /// session. Without it an empty prefix is refused, so a mistyped option cannot walk (or
+    /// clear) a whole database that other data shares.
+    #[arg(long)]
+    whole_database: bool,
 }
 
 /// The `tessera sessions` commands.
@@ -26,8 +38,21 @@ pub struct StoreArgs {
 pub enum SessionsCommand {
     /// Print how many sessions are stored.
     Count(StoreArgs),
-    /// Print every stored session ID, one a line.
-    List(StoreArgs),
+    /// Print the stored session IDs, one a line.
+    List {
+        /// One JSON object a line: `id`, `ttl` (seconds, null when it never expires) and
+        /// `bytes`.
+        #[arg(long)]
+        json: bool,
+        /// Print at most this many.
+        #[arg(long)]
+        limit: Option<u64>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print how many sessions there are, their total, mean and largest size, and how
+    /// long they have left.
+    Stats(StoreArgs),
     /// Print one session's stored JSON, pretty, with its remaining TTL.
     Show {
         /// The session ID (as in `list`). One in 64 generated IDs starts with `-`: it is
@@ -46,11 +71,14 @@ pub enum SessionsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// Delete every session (asks first, unless --yes).
+    /// Delete every session, and nothing else (asks first, unless --yes).
     Clear {
         /// Do not ask for confirmation.
         #[arg(long, short = 'y')]
         yes: bool,
+        /// Say how many sessions would be deleted, and delete nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -59,11 +87,20 @@ pub enum SessionsCommand {
 /// Runs one command, printing to stdout.
 pub async fn run(command: SessionsCommand) -> Result<(), BoxError> {
     let args = match &command {
-        SessionsCommand::Count(a) | SessionsCommand::List(a) => a,
-        SessionsCommand::Show { store, .. }
+        SessionsCommand::Count(a) | SessionsCommand::Stats(a) => a,
+        SessionsCommand::List { store, .. }
+        | SessionsCommand::Show { store, .. }
         | SessionsCommand::Destroy { store, .. }
         | SessionsCommand::Clear { store, .. } => store,
     };
+    if args.prefix.is_empty() && is_redis(&args.store) && !args.whole_database {
+        return Err(
+            "--prefix is empty: every key of the Redis database would be taken for a \
+                    session. Give the prefix your sessions use (connect-redis's default is \
+                    'sess:'), or pass --whole-database if the database holds sessions only"
+                .into(),
+        );
+    }
     let options = StoreOptions {
         prefix: args.prefix.clone(),
         ttl: Duration::from_secs(86_400),
@@ -71,13 +108,43 @@ pub async fn run(command: SessionsCommand) -> Result<(), BoxError> {
         create: false,
     };
     let store = stores::open(&args.store, &options).await?;
-    let mut out = std::io::stdout().lock();
+    let mut out = BufWriter::new(std::io::stdout());
     match command {
-        SessionsCommand::Count(_) => writeln!(out, "{}", store.count().await?)?,
-        SessionsCommand::List(_) => {
-            for id in store.ids().await? {
-                writeln!(out, "{id}")?;
-            }
+        SessionsCommand::Count(_) => {
+            let walked = walk(&*store, false, None, |_| Ok(())).await?;
+            writeln!(out, "{}", walked.sessions)?;
+        }
+        SessionsCommand::List { json, limit, .. } => {
+            let mut printed = 0u64;
+            walk(&*store, false, None, |page| {
+                for listed in &page.sessions {
+                    if limit.is_some_and(|limit| printed >= limit) {
+                        return Err(Stop::Done);
+                    }
+                    if json {
+                        let line = serde_json::json!({
+                            "id": listed.id.as_str(),
+                            "ttl": listed.ttl.map(|t| t.as_secs()),
+                            "bytes": listed.bytes,
+                        });
+                        writeln!(out, "{line}")?;
+                    } else {
+                        writeln!(out, "{}", listed.id)?;
+                    }
+                    printed += 1;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        SessionsCommand::Stats(_) => {
+            let mut stats = Stats::default();
+            let walked = walk(&*store, false, None, |page| {
+                stats.add(page);
+                Ok(())
+            })
+            .await?;
+            stats.print(&mut out, &walked)?;
         }
         SessionsCommand::Show { id, .. } => {
             let Some(stored) = store.inspect(&id).await? else {
@@ -102,13 +169,21 @@ pub async fn run(command: SessionsCommand) -> Result<(), BoxError> {
             store.destroy(&parsed).await?;
             writeln!(out, "destroyed {id}")?;
         }
-        SessionsCommand::Clear { yes, .. } => {
+        SessionsCommand::Clear { yes, dry_run, .. } => {
+            let where_ = format!("{store:?} (prefix {:?})", options.prefix);
+            if dry_run {
+                let walked = walk(&*store, false, None, |_| Ok(())).await?;
+                writeln!(
+                    out,
+                    "would delete {} sessions from {where_}; nothing deleted (dry run)",
+                    walked.sessions
+                )?;
+                return Ok(out.flush()?);
+            }
+            let mut total = None;
             if !yes {
-                let n = store.count().await?;
-                eprint!(
-                    "Delete all {n} sessions from {}? Type 'yes' to confirm: ",
-                    args_store(&options, &store)
-                );
+                let n = walk(&*store, false, None, |_| Ok(())).await?.sessions;
+                eprint!("Delete all {n} sessions from {where_}? Type 'yes' to confirm: ");
                 let mut answer = String::new();
                 std::io::stdin().lock().read_line(&mut answer)?;
                 if answer.trim() != "yes" {
@@ -116,14 +191,134 @@ pub async fn run(command: SessionsCommand) -> Result<(), BoxError> {
                         "not confirmed; nothing deleted (pass --yes to skip the question)".into(),
                     );
                 }
+                total = Some(n);
             }
-            let n = store.clear().await?;
-            writeln!(out, "deleted {n} sessions")?;
+            let walked = walk(&*store, true, total, |_| Ok(())).await?;
+            writeln!(out, "deleted {} sessions", walked.deleted)?;
         }
     }
-    Ok(())
+    Ok(out.flush()?)
 }
 
-fn args_store(options: &StoreOptions, store: &std::sync::Arc<dyn tessera::Store>) -> String {
-    format!("{store:?} (prefix {:?})", options.prefix)
+fn is_redis(url: &str) -> bool {
+    url.starts_with("redis")
+}
+
+/// Why a walker stopped: it had all it wanted, or printing failed.
+enum Stop {
+    Done,
+    Failed(std::io::Error),
+}
+
+impl From<std::io::Error> for Stop {
+    fn from(e: std::io::Error) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+/// Walks `store`, handing each page to `each`, with a progress bar on stderr (drawn only
+/// when stderr is a terminal) out of `total` sessions when known; reports foreign keys on
+/// stderr.
+async fn walk(
+    store: &dyn tessera::Store,
+    delete: bool,
+    total: Option<u64>,
+    mut each: impl FnMut(&Page) -> Result<(), Stop> + Send,
+) -> Result<Walked, BoxError> {
+    let bar = match total {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template(if total.is_some() {
+            "{spinner} {msg} {pos}/{len} [{bar:30}] {per_sec}, {eta} left"
+        } else {
+            "{spinner} {msg} {pos} {per_sec}"
+        })
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(if delete { "deleting" } else { "reading" });
+    let mut failed = None;
+    let walked = store
+        .walk(delete, &mut |page: &Page| {
+            bar.inc(page.sessions.len() as u64);
+            match each(page) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(Stop::Done) => ControlFlow::Break(()),
+                Err(Stop::Failed(e)) => {
+                    failed = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+        .await;
+    bar.finish_and_clear();
+    let walked = walked?;
+    if let Some(e) = failed {
+        // A closed pipe (`| head`) is the reader having seen enough.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
+    }
+    if walked.foreign > 0 {
+        eprintln!(
+            "skipped {} keys under the prefix that are not sessions (left alone)",
+            walked.foreign
+        );
+    }
+    Ok(walked)
+}
+
+/// What `stats` sums up, one page at a time.
+#[derive(Default)]
+struct Stats {
+    bytes: u64,
+    largest: usize,
+    /// Sessions whose TTL is under 1 minute, 1 hour, 1 day, 1 week, then longer, then none.
+    ttls: [u64; 6],
+}
+
+const TTL_BUCKETS: [(&str, u64); 4] = [
+    ("< 1 minute", 60),
+    ("< 1 hour", 3_600),
+    ("< 1 day", 86_400),
+    ("< 1 week", 604_800),
+];
+
+impl Stats {
+    fn add(&mut self, page: &Page) {
+        for listed in &page.sessions {
+            self.bytes += listed.bytes as u64;
+            self.largest = self.largest.max(listed.bytes);
+            let bucket = match listed.ttl {
+                None => 5,
+                Some(ttl) => TTL_BUCKETS
+                    .iter()
+                    .position(|(_, below)| ttl.as_secs() < *below)
+                    .unwrap_or(4),
+            };
+            self.ttls[bucket] += 1;
+        }
+    }
+
+    fn print(&self, out: &mut impl Write, walked: &Walked) -> std::io::Result<()> {
+        let n = walked.sessions;
+        writeln!(out, "sessions: {n}")?;
+        writeln!(out, "total bytes: {}", self.bytes)?;
+        writeln!(
+            out,
+            "mean bytes: {}",
+            self.bytes.checked_div(n).unwrap_or(0)
+        )?;
+        writeln!(out, "largest bytes: {}", self.largest)?;
+        writeln!(out, "ttl:")?;
+        let labels = TTL_BUCKETS
+            .iter()
+            .map(|(label, _)| *label)
+            .chain(["≥ 1 week", "never expires"]);
+        for (label, count) in labels.zip(self.ttls) {
+            writeln!(out, "  {label}: {count}")?;
+        }
+        writeln!(out, "foreign keys skipped: {}", walked.foreign)
+    }
 }

@@ -252,21 +252,53 @@ async fn sessions_commands_on_redis() {
         browsers.push(client);
     }
     // A key of another app, and a foreign value under our prefix.
-    redis.cli(&["SET", "otherapp:sess:x", "{}"]);
+    redis.cli(&[
+        "SET",
+        "otherapp:sess:x",
+        r#"{"cookie":{"originalMaxAge":null,"expires":null},"app":"other"}"#,
+    ]);
     redis.cli(&["HSET", &format!("{PREFIX}foreign"), "a", "b"]);
 
+    // Only sessions count: the foreign key under the prefix is reported and left alone.
     let (ok, out, err) = tessera(&["sessions", "count", "--store", &url], "");
     assert!(ok, "{err}");
-    assert_eq!(out.trim(), "4");
+    assert_eq!(out.trim(), "3");
+    assert!(
+        err.contains("skipped 1 keys under the prefix that are not sessions"),
+        "{err}"
+    );
 
     let (ok, out, err) = tessera(&["sessions", "list", "--store", &url], "");
     assert!(ok, "{err}");
     let mut listed: Vec<&str> = out.lines().collect();
     listed.sort();
     let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
-    expected.push("foreign");
     expected.sort();
     assert_eq!(listed, expected);
+
+    let (ok, out, err) = tessera(
+        &[
+            "sessions", "list", "--json", "--limit", "2", "--store", &url,
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for line in &lines {
+        assert!(ids.iter().any(|id| line["id"] == json!(id)), "{line}");
+        assert!(line["ttl"].as_u64().unwrap() > 86_000, "{line}");
+        assert!(line["bytes"].as_u64().unwrap() > 100, "{line}");
+    }
+
+    let (ok, out, err) = tessera(&["sessions", "stats", "--store", &url], "");
+    assert!(ok, "{err}");
+    assert!(out.contains("sessions: 3\n"), "{out}");
+    assert!(out.contains("  < 1 day: 3\n"), "{out}");
+    assert!(out.contains("foreign keys skipped: 1\n"), "{out}");
 
     let (ok, out, err) = tessera(&["sessions", "show", &ids[2], "--store", &url], "");
     assert!(ok, "{err}");
@@ -298,26 +330,54 @@ async fn sessions_commands_on_redis() {
 
     // Clear asks first.
     let (_, count, _) = tessera(&["sessions", "count", "--store", &url], "");
-    assert_eq!(count.trim(), "4");
+    assert_eq!(count.trim(), "3");
+    let (ok, out, err) = tessera(&["sessions", "clear", "--dry-run", "--store", &url], "");
+    assert!(ok, "{err}");
+    assert!(out.starts_with("would delete 3 sessions"), "{out}");
     let (ok, _, err) = tessera(&["sessions", "clear", "--store", &url], "no\n");
     assert!(!ok, "not confirmed");
-    assert!(err.contains("Delete all 4 sessions"), "{err}");
+    assert!(err.contains("Delete all 3 sessions"), "{err}");
     assert!(err.contains("nothing deleted"), "{err}");
     assert_eq!(
         tessera(&["sessions", "count", "--store", &url], "")
             .1
             .trim(),
-        "4"
+        "3"
     );
     let (ok, out, err) = tessera(&["sessions", "clear", "--store", &url], "yes\n");
     assert!(ok, "{err}");
-    assert_eq!(out.trim(), "deleted 4 sessions");
+    assert_eq!(out.trim(), "deleted 3 sessions");
     assert_eq!(
         redis.cli(&["DBSIZE"]),
-        "1",
-        "only the other app's key is left"
+        "2",
+        "only the other app's key and the foreign key are left"
     );
     assert_eq!(redis.cli(&["EXISTS", "otherapp:sess:x"]), "1");
+    assert_eq!(redis.cli(&["EXISTS", &format!("{PREFIX}foreign")]), "1");
+
+    // An empty prefix would take the whole database for sessions: refused unless said.
+    let (ok, _, err) = tessera(
+        &[
+            "sessions", "clear", "--yes", "--prefix", "", "--store", &url,
+        ],
+        "",
+    );
+    assert!(!ok && err.contains("--prefix is empty"), "{err}");
+    assert_eq!(redis.cli(&["DBSIZE"]), "2", "nothing was deleted");
+    let (ok, out, err) = tessera(
+        &[
+            "sessions",
+            "count",
+            "--prefix",
+            "",
+            "--whole-database",
+            "--store",
+            &url,
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "0", "neither key is a session");
 
     visit(&browsers[1], &app, "/").await;
     let (ok, out, err) = tessera(&["sessions", "clear", "--yes", "--store", &url], "");
