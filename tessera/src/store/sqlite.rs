@@ -17,15 +17,23 @@
 //!   statement, queueing one batch at a time on the writer so requests slip in between.
 //!   Dropping the last clone of the store stops the sweeper, then the other threads.
 //!
-//! An async call queues a job and awaits its answer on a oneshot channel. Expired rows are
+//! An async call queues a job and awaits its answer on a oneshot channel. Queues are
+//! bounded (`queue_limit`: one more call answers 503 at once), and every job carries the
+//! deadline of its call (`timeout`): a job that has not started by then is not run, and a
+//! statement waiting for another process's lock gives up then (the busy handler reads the
+//! deadline), so a caller told "timeout" never has its write land afterwards. Expired rows are
 //! invisible before the sweep reaches them: every statement compares `expires_at` with now.
 //! The `record` column holds exactly [`Record::to_json`], the JSON the Redis store writes,
 //! so `sqlite3 .tessera/sessions.db 'select * from sessions'` shows readable sessions.
 
+use std::cell::Cell;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{
+    self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -65,9 +73,22 @@ pub struct SqliteOptions {
     pub default_ttl: Duration,
     /// How many reader connections (each on its own thread) serve loads. Default: 2.
     pub readers: usize,
-    /// How long a statement waits for a lock held by another process (a `tessera sessions`
-    /// command, say) before failing. Default: 5 s.
+    /// How long a statement of the background sweep, or the opening of the file, waits
+    /// for a lock held by another process (a `tessera sessions` command, say) before
+    /// failing. A request's statements wait at most until its call's [`timeout`](Self::timeout).
+    /// Default: 5 s.
     pub busy_timeout: Duration,
+    /// How long one call of a request may take, waiting in the queue and for locks: a job
+    /// that has not started by then is not run, and a statement waiting for a lock gives up
+    /// then, so the call answers [`StoreError::Timeout`] and nothing was written. Keep it
+    /// within [`SessionConfig::store_timeout`](crate::SessionConfig::store_timeout) (3 s by
+    /// default): the engine then arms no timer of its own, and what a request is told is
+    /// what happened. Default: 2 s.
+    pub timeout: Duration,
+    /// How many calls may wait for each connection's thread (the writer's, the readers');
+    /// one more answers a [`StoreError::Backend`] at once (503) instead of queueing without
+    /// bound behind a stalled disk. Default: 1024.
+    pub queue_limit: usize,
     /// How often expired rows are deleted. Expired rows are never loaded, so this only
     /// bounds the file's size. Default: 60 s.
     pub sweep_interval: Duration,
@@ -86,6 +107,8 @@ impl Default for SqliteOptions {
             default_ttl: Duration::from_secs(86_400),
             readers: 2,
             busy_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            queue_limit: 1024,
             sweep_interval: Duration::from_secs(60),
             sweep_batch: 500,
             create: true,
@@ -105,16 +128,52 @@ struct Inner {
     /// `sqlite:///absolute/path`, naming the store in errors and logs.
     label: String,
     default_ttl: Duration,
-    writer: Sender<Job>,
-    readers: Sender<Job>,
+    timeout: Duration,
+    queue_limit: usize,
+    writer: SyncSender<Job>,
+    readers: SyncSender<Job>,
     /// The drop guard: when the last clone of the store drops this, the sweeper sees its
     /// channel disconnect and stops; the writer and readers stop once their queues are
     /// dropped and drained.
     _stop_sweeper: Sender<()>,
 }
 
-/// Work for a connection's thread. It runs its statements and returns its [`Answer`].
-type Job = Box<dyn FnOnce(&mut Connection) -> Answer + Send>;
+/// Work for a connection's thread: statements to run, returning their [`Answer`], and the
+/// moment after which nobody waits for them any more.
+struct Job {
+    deadline: Instant,
+    run: Box<dyn FnOnce(&mut Connection) -> Answer + Send>,
+}
+
+thread_local! {
+    /// Until when the statement running on this thread may wait for a lock (see `busy`).
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// SQLite's busy handler on every connection: while another process holds the lock, wait
+/// in short naps until the running job's deadline, then give up (the statement fails with
+/// SQLITE_BUSY, its caller hears so, and nothing is written after it was told "timeout").
+fn busy(attempt: i32) -> bool {
+    let give_up = match DEADLINE.get() {
+        Some(deadline) => Instant::now() >= deadline,
+        None => false,
+    };
+    if give_up {
+        return false;
+    }
+    std::thread::sleep(Duration::from_millis(
+        u64::from(attempt.clamp(1, 10) as u32),
+    ));
+    true
+}
+
+/// Runs `f` with `deadline` as this thread's lock-wait limit.
+fn within<R>(deadline: Instant, f: impl FnOnce() -> R) -> R {
+    let before = DEADLINE.replace(Some(deadline));
+    let result = f();
+    DEADLINE.set(before);
+    result
+}
 
 /// Sends a job's result to its caller once the transaction the job ran in has committed
 /// (`None`) or failed (why): no caller hears "saved" before the write is committed.
@@ -129,6 +188,10 @@ enum Fail {
     Sql(rusqlite::Error),
     Store(StoreError),
     RolledBack(String),
+    /// The job's deadline passed before it started: it was not run.
+    Late(Duration),
+    /// The queue was full: the job was not queued.
+    Full(usize),
 }
 
 impl From<rusqlite::Error> for Fail {
@@ -145,6 +208,19 @@ impl Fail {
             Fail::RolledBack(why) => {
                 StoreError::backend(label, op, format!("the write was rolled back: {why}"))
             }
+            Fail::Late(after) => StoreError::Timeout {
+                store: label.to_owned(),
+                op,
+                after,
+            },
+            Fail::Full(limit) => StoreError::backend(
+                label,
+                op,
+                format!(
+                    "{limit} calls are already waiting for the database; is the disk stalled? \
+                     (SqliteOptions::queue_limit)"
+                ),
+            ),
         }
     }
 }
@@ -192,7 +268,7 @@ impl SqliteStore {
         };
 
         // The writer opens first: it creates the file and migrates the schema.
-        let (writer, queue) = mpsc::channel();
+        let (writer, queue) = mpsc::sync_channel(options.queue_limit.max(1));
         start_worker(
             "tessera-sqlite-writer",
             &path,
@@ -200,7 +276,7 @@ impl SqliteStore {
             Role::Writer(queue),
         )
         .await?;
-        let (readers, queue) = mpsc::channel();
+        let (readers, queue) = mpsc::sync_channel(options.queue_limit.max(1));
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..options.readers {
             let name = format!("tessera-sqlite-reader-{n}");
@@ -210,6 +286,7 @@ impl SqliteStore {
         let (stop_sweeper, stopped) = mpsc::channel();
         let sweeper = Sweeper {
             writer: writer.clone(),
+            busy_timeout: options.busy_timeout,
             stopped,
             interval: options.sweep_interval,
             batch: options.sweep_batch,
@@ -226,6 +303,8 @@ impl SqliteStore {
                 path,
                 label,
                 default_ttl: options.default_ttl,
+                timeout: options.timeout,
+                queue_limit: options.queue_limit.max(1),
                 writer,
                 readers,
                 _stop_sweeper: stop_sweeper,
@@ -256,11 +335,15 @@ impl SqliteStore {
 
     async fn call<T: Send + 'static>(
         &self,
-        queue: &Sender<Job>,
+        queue: &SyncSender<Job>,
         op: &'static str,
         f: impl FnOnce(&mut Connection) -> JobResult<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let answer = submit(queue, f).ok_or_else(|| self.stopped(op))?;
+        let answer = match submit(queue, self.inner.timeout, self.inner.queue_limit, f) {
+            Ok(answer) => answer,
+            Err(Some(fail)) => return Err(fail.into_error(&self.inner.label, op)),
+            Err(None) => return Err(self.stopped(op)),
+        };
         match answer.await {
             Ok(result) => result.map_err(|fail| fail.into_error(&self.inner.label, op)),
             Err(_) => Err(self.stopped(op)),
@@ -284,19 +367,28 @@ enum Mode {
     Update,
 }
 
-/// Queues `f` and returns the channel its answer comes on, or `None` when the thread is gone.
+/// Queues `f`, to be run within `timeout`, and returns the channel its answer comes on;
+/// `Err(Some(Full))` when the queue is full, `Err(None)` when the thread is gone.
 fn submit<T: Send + 'static>(
-    queue: &Sender<Job>,
+    queue: &SyncSender<Job>,
+    timeout: Duration,
+    limit: usize,
     f: impl FnOnce(&mut Connection) -> JobResult<T> + Send + 'static,
-) -> Option<oneshot::Receiver<JobResult<T>>> {
+) -> Result<oneshot::Receiver<JobResult<T>>, Option<Fail>> {
     let (tx, rx) = oneshot::channel();
-    let job: Job = Box::new(move |conn| {
-        // The caller gave up (its request timed out and answered 503): a statement nobody
-        // waits for is not run, so a late save does not land after the client moved on.
+    let deadline = Instant::now() + timeout;
+    let run = Box::new(move |conn: &mut Connection| -> Answer {
+        // The caller gave up (its request ended), or the job comes too late: a statement
+        // nobody waits for is not run, so a late save does not land after the client was
+        // told it failed.
         if tx.is_closed() {
             return Box::new(|_| {});
         }
-        let result = f(conn);
+        if Instant::now() >= deadline {
+            let _ = tx.send(Err(Fail::Late(timeout)));
+            return Box::new(|_| {});
+        }
+        let result = within(deadline, || f(conn));
         Box::new(move |failed| {
             let result = match (result, failed) {
                 (Ok(_), Some(why)) => Err(Fail::RolledBack(why.to_owned())),
@@ -305,8 +397,11 @@ fn submit<T: Send + 'static>(
             let _ = tx.send(result);
         })
     });
-    queue.send(job).ok()?;
-    Some(rx)
+    match queue.try_send(Job { deadline, run }) {
+        Ok(()) => Ok(rx),
+        Err(TrySendError::Full(_)) => Err(Some(Fail::Full(limit))),
+        Err(TrySendError::Disconnected(_)) => Err(None),
+    }
 }
 
 /// What a connection's thread does.
@@ -374,7 +469,7 @@ fn work(mut conn: Connection, role: Role) {
 /// Runs a job; a panic loses the job's answer (its caller gets an error) but must not take
 /// the connection's thread, and with it the store, down.
 fn run(conn: &mut Connection, job: Job) -> Option<Answer> {
-    let answer = std::panic::catch_unwind(AssertUnwindSafe(|| job(conn)));
+    let answer = std::panic::catch_unwind(AssertUnwindSafe(|| (job.run)(conn)));
     if answer.is_err() {
         tracing::error!("a SQLite session store job panicked; carrying on");
     }
@@ -385,14 +480,20 @@ fn run(conn: &mut Connection, job: Job) -> Option<Answer> {
 /// commit, and one write of each page touched, serves many requests. A failing statement
 /// fails its own job only; a transaction that does not commit fails them all.
 fn commit(conn: &mut Connection, jobs: Vec<Job>) {
-    let began = jobs.len() > 1 && conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+    // The transaction waits for a lock no longer than its most pressed job may.
+    let deadline = jobs.iter().map(|job| job.deadline).min();
+    let batch = |conn: &mut Connection, sql: &str| match deadline {
+        Some(deadline) => within(deadline, || conn.execute_batch(sql)),
+        None => conn.execute_batch(sql),
+    };
+    let began = jobs.len() > 1 && batch(conn, "BEGIN IMMEDIATE").is_ok();
     let answers: Vec<Answer> = jobs.into_iter().filter_map(|job| run(conn, job)).collect();
     let failed = match began {
         // One job, or BEGIN failed: each statement committed on its own.
         false => None,
         // An I/O error, a full disk or the like rolled the whole transaction back.
         true if conn.is_autocommit() => Some("an error in the same transaction".to_owned()),
-        true => conn.execute_batch("COMMIT").err().map(|e| e.to_string()),
+        true => batch(conn, "COMMIT").err().map(|e| e.to_string()),
     };
     if failed.is_some() && !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
@@ -410,8 +511,23 @@ fn connect(path: &Path, options: &SqliteOptions, writer: bool) -> Result<Connect
     if options.create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    let mut conn = Connection::open_with_flags(path, flags).map_err(fail)?;
-    conn.busy_timeout(options.busy_timeout).map_err(fail)?;
+    let conn = Connection::open_with_flags(path, flags).map_err(fail)?;
+    // Lock waits end at the running job's deadline (see `busy`); while opening, at the
+    // busy timeout.
+    conn.busy_handler(Some(busy)).map_err(fail)?;
+    within(Instant::now() + options.busy_timeout, || {
+        configure(conn, path, options, writer)
+    })
+}
+
+/// The pragmas, and for the writer the schema, of a newly opened connection.
+fn configure(
+    mut conn: Connection,
+    path: &Path,
+    options: &SqliteOptions,
+    writer: bool,
+) -> Result<Connection, StoreError> {
+    let fail = |e: rusqlite::Error| open_error(path, &e);
     conn.set_prepared_statement_cache_capacity(32);
     // The first statement that reads the file: a file that is not a database fails here.
     // Switching to WAL takes an exclusive lock and answers SQLITE_BUSY at once, without
@@ -621,7 +737,8 @@ fn delete_expired(conn: &Connection, batch: usize) -> rusqlite::Result<usize> {
 
 /// The background sweep: runs on its own thread, queueing one batch at a time on the writer.
 struct Sweeper {
-    writer: Sender<Job>,
+    writer: SyncSender<Job>,
+    busy_timeout: Duration,
     stopped: Receiver<()>,
     interval: Duration,
     batch: usize,
@@ -646,9 +763,12 @@ impl Sweeper {
         let batch = self.batch;
         let mut total = 0;
         loop {
-            let Some(answer) = submit(&self.writer, move |conn| Ok(delete_expired(conn, batch)?))
-            else {
-                return false;
+            let job = move |conn: &mut Connection| Ok(delete_expired(conn, batch)?);
+            let answer = match submit(&self.writer, self.busy_timeout, usize::MAX, job) {
+                Ok(answer) => answer,
+                // A full queue is a busy store: sweep later.
+                Err(Some(_)) => break,
+                Err(None) => return false,
             };
             match answer.blocking_recv() {
                 Ok(Ok(n)) => {
@@ -677,6 +797,13 @@ impl Sweeper {
 
 #[async_trait]
 impl Store for SqliteStore {
+    /// Every call ends by [`SqliteOptions::timeout`] (a job that has not started by then
+    /// is not run, a lock wait gives up then), so the engine needs no timer of its own and
+    /// never answers "timeout" for a write that lands later.
+    fn time_bound(&self) -> Option<Duration> {
+        Some(self.inner.timeout)
+    }
+
     async fn load(&self, id: &SessionId) -> Result<Option<Loaded>, StoreError> {
         let id = id.clone();
         self.read("load", move |conn| {

@@ -352,3 +352,62 @@ async fn sessions_survive_reopening() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+/// Another process holds the database's write lock longer than a request may wait: the
+/// request answers 503 by the store's timeout, and its write does not land when the lock
+/// is released later (what the client was told is what happened). A full queue answers
+/// 503 at once instead of queueing without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_stuck_behind_another_process_times_out_and_never_lands_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sessions.db");
+    let options = SqliteOptions {
+        timeout: Duration::from_millis(400),
+        queue_limit: 1,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&path, options).await.unwrap();
+    let layer = SessionLayer::new(store.clone(), crate::support::config()).unwrap();
+    let addr = crate::support::serve(crate::support::routes().layer(layer)).await;
+    let first = crate::support::get(addr, "/increment", None).await;
+    let cookie = first.cookie().unwrap();
+    let id = SessionId::parse(&first.cookie_id().unwrap()).unwrap();
+
+    // Another process's write transaction, held for 1.5 s.
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    is_locked.recv().unwrap();
+    let requests: Vec<_> = (0..3)
+        .map(|_| {
+            let cookie = cookie.clone();
+            tokio::spawn(
+                async move { crate::support::get(addr, "/increment", Some(&cookie)).await },
+            )
+        })
+        .collect();
+    for request in requests {
+        let reply = request.await.unwrap();
+        assert_eq!(reply.status, 503, "{reply:?}");
+    }
+    holder.join().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stored = store.load(&id).await.unwrap().unwrap().record;
+    assert_eq!(
+        stored.data["views"],
+        serde_json::json!(1),
+        "a write its client was told had failed landed later"
+    );
+    assert_eq!(
+        crate::support::get(addr, "/increment", Some(&cookie))
+            .await
+            .body,
+        "2",
+        "the store works again once the lock is gone"
+    );
+}
