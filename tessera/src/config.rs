@@ -25,6 +25,7 @@
 //! | —                          | [`SessionConfig::store_timeout`]      | 3 s             |
 //! | —                          | [`SessionConfig::guarded_commit`]     | `true`          |
 //! | —                          | [`SessionConfig::cache_headers`]      | `true`          |
+//! | —                          | [`SessionConfig::max_record_bytes`]   | 64 KiB          |
 //!
 //! express-session itself still defaults `resave` and `saveUninitialized` to `true` (with a
 //! deprecation warning); every guide, the article included, sets both to `false`, and so do
@@ -166,6 +167,9 @@ pub(crate) fn attribute_ok(value: &str) -> bool {
     !value.is_empty() && value.bytes().all(|b| b > 0x20 && b < 0x7f && b != b';')
 }
 
+/// The default of [`SessionConfig::max_record_bytes`]: 64 KiB.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 64 * 1024;
+
 /// Every option of the session layer. Build with [`SessionConfig::default`] and the
 /// chained setters, then hand it to [`SessionLayer::new`](crate::SessionLayer::new).
 #[derive(Clone)]
@@ -182,6 +186,7 @@ pub struct SessionConfig {
     pub(crate) store_timeout: Duration,
     pub(crate) guarded_commit: bool,
     pub(crate) cache_headers: bool,
+    pub(crate) max_record_bytes: Option<usize>,
     pub(crate) id_generator: Option<IdGenerator>,
     pub(crate) cookie: CookieConfig,
 }
@@ -214,6 +219,7 @@ impl Default for SessionConfig {
             store_timeout: Duration::from_secs(3),
             guarded_commit: true,
             cache_headers: true,
+            max_record_bytes: Some(DEFAULT_MAX_RECORD_BYTES),
             id_generator: None,
             cookie: CookieConfig {
                 path: "/".into(),
@@ -248,6 +254,7 @@ impl fmt::Debug for SessionConfig {
             .field("store_timeout", &self.store_timeout)
             .field("guarded_commit", &self.guarded_commit)
             .field("cache_headers", &self.cache_headers)
+            .field("max_record_bytes", &self.max_record_bytes)
             .field("cookie", &self.cookie)
             .finish()
     }
@@ -365,6 +372,18 @@ impl SessionConfig {
     /// session cookie. Turn it off only when something else in front sets these headers.
     pub fn cache_headers(mut self, yes: bool) -> Self {
         self.cache_headers = yes;
+        self
+    }
+
+    /// The largest stored session a change may make, in bytes of its JSON (default
+    /// [`DEFAULT_MAX_RECORD_BYTES`], 64 KiB; `None`: no limit). An `insert` or `update`
+    /// that would make the session larger fails with
+    /// [`SessionError::TooLarge`](crate::SessionError::TooLarge) and changes nothing: a
+    /// session is read and written on every request, so large data belongs elsewhere. A
+    /// session already larger (written by a Node app, say) may still be changed in ways that
+    /// do not grow it.
+    pub fn max_record_bytes(mut self, limit: Option<usize>) -> Self {
+        self.max_record_bytes = limit;
         self
     }
 

@@ -30,6 +30,18 @@ pub enum SessionError {
         #[source]
         source: serde_json::Error,
     },
+    /// A change would make the stored session larger than
+    /// [`SessionConfig::max_record_bytes`](crate::SessionConfig::max_record_bytes); the change
+    /// was not made.
+    #[error("session value for key `{key}` would make the stored session {bytes} bytes, over the limit of {limit}; keep large data elsewhere and store a reference, or raise SessionConfig::max_record_bytes")]
+    TooLarge {
+        /// The key.
+        key: String,
+        /// The stored session's size with the change.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// `reload` found no stored session (never saved, destroyed or expired).
     #[error("the session is not in the store (never saved, destroyed or expired)")]
     NotFound,

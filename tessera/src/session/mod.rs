@@ -180,14 +180,21 @@ impl Session {
     /// Stores a raw JSON value under `key`.
     pub async fn insert_value(&self, key: &str, value: Value) -> Result<(), SessionError> {
         reserved(key)?;
+        let limit = self.engine().config.max_record_bytes;
         self.with_state(|s| {
-            if s.data().get(key) != Some(&value) {
-                s.data_mut().insert(key.to_owned(), value);
-                s.changes.ours(key);
-                s.changed();
+            if s.data().get(key) == Some(&value) {
+                return Ok(());
             }
+            let old = s.data_mut().insert(key.to_owned(), value);
+            if let Err(error) = s.within_limit(key, limit, old.as_ref()) {
+                s.restore(key, old);
+                return Err(error);
+            }
+            s.changes.ours(key);
+            s.changed();
+            Ok(())
         })
-        .await
+        .await?
     }
 
     /// Replaces the value under `key` with `f(old)` and returns the new value: a
@@ -227,11 +234,16 @@ impl Session {
                 source,
             })
         });
+        let limit = self.engine().config.max_record_bytes;
         let value = self
             .with_state(|s| {
                 let value = step(s.data().get(key))?;
                 if s.data().get(key) != Some(&value) {
-                    s.data_mut().insert(key.to_owned(), value.clone());
+                    let old = s.data_mut().insert(key.to_owned(), value.clone());
+                    if let Err(error) = s.within_limit(key, limit, old.as_ref()) {
+                        s.restore(key, old);
+                        return Err(error);
+                    }
                     s.changed();
                 }
                 s.changes.derived(key, step);

@@ -157,6 +157,53 @@ impl State {
         self.record.as_mut().map(Arc::make_mut)
     }
 
+    /// Checks the record, just changed under `key` (from `old`), against the size limit.
+    /// Serializes the record once per change; a second time only when it is over the limit,
+    /// to let a change that does not grow an already large record through.
+    pub(crate) fn within_limit(
+        &mut self,
+        key: &str,
+        limit: Option<usize>,
+        old: Option<&Value>,
+    ) -> Result<(), SessionError> {
+        let (Some(limit), Some(record)) = (limit, self.record.as_ref()) else {
+            return Ok(());
+        };
+        let bytes = record.to_json().len();
+        if bytes <= limit {
+            return Ok(());
+        }
+        let mut before = (**record).clone();
+        match old {
+            Some(old) => {
+                before.data.insert(key.to_owned(), old.clone());
+            }
+            None => {
+                before.data.shift_remove(key);
+            }
+        }
+        if bytes <= before.to_json().len() {
+            return Ok(());
+        }
+        Err(SessionError::TooLarge {
+            key: key.to_owned(),
+            bytes,
+            limit,
+        })
+    }
+
+    /// Puts `key` back as it was before a refused change.
+    pub(crate) fn restore(&mut self, key: &str, old: Option<Value>) {
+        match old {
+            Some(old) => {
+                self.data_mut().insert(key.to_owned(), old);
+            }
+            None => {
+                self.data_mut().shift_remove(key);
+            }
+        }
+    }
+
     /// What was written is now the stored state: nothing is left to merge.
     pub(crate) fn saved(&mut self) {
         self.unsaved = false;

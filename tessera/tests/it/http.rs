@@ -697,3 +697,27 @@ async fn a_failed_regenerate_fails_the_request_even_if_the_handler_ignores_it() 
     );
     assert_eq!(store.inner.len(), 1, "no new session was stored either");
 }
+
+/// A change that would make the stored session larger than the limit fails with a clear
+/// error to the handler and changes nothing; the rest of the request's changes are saved.
+#[tokio::test]
+async fn a_session_over_the_size_limit_is_refused_to_the_handler() {
+    let store = MemoryStore::new();
+    let addr = server(
+        config().max_record_bytes(Some(10_000)),
+        Arc::new(store.clone()),
+    )
+    .await;
+    let small = get(addr, "/big?bytes=1000", None).await;
+    assert_eq!(small.body, "stored");
+    let cookie = small.cookie().unwrap();
+    let big = get(addr, "/big?bytes=20000", Some(&cookie)).await;
+    assert_eq!((big.status, big.body.as_str()), (200, "too large"));
+    let data: serde_json::Value =
+        serde_json::from_str(&get(addr, "/data", Some(&cookie)).await.body).unwrap();
+    assert_eq!(
+        data["blob"].as_str().map(str::len),
+        Some(1000),
+        "the refused value was not stored: the old one stays"
+    );
+}

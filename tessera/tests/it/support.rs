@@ -45,6 +45,25 @@ pub fn routes() -> Router {
         .route("/login-ignoring-errors", route_get(login_ignoring_errors))
         .route("/slow-set", route_get(slow_set))
         .route("/data", route_get(data))
+        .route("/big", route_get(big))
+}
+
+#[derive(serde::Deserialize)]
+struct Big {
+    bytes: usize,
+}
+
+/// Stores a string of `bytes` bytes under `blob`; answers whether the session took it.
+async fn big(
+    session: Session,
+    axum::extract::Query(q): axum::extract::Query<Big>,
+) -> Result<&'static str, SessionError> {
+    session.insert("views", 1).await?;
+    match session.insert("blob", "x".repeat(q.bytes)).await {
+        Ok(()) => Ok("stored"),
+        Err(SessionError::TooLarge { .. }) => Ok("too large"),
+        Err(other) => Err(other),
+    }
 }
 
 /// A careless login: the error of `regenerate` is dropped on the floor.
