@@ -26,6 +26,7 @@
 //! | —                          | [`SessionConfig::guarded_commit`]     | `true`          |
 //! | —                          | [`SessionConfig::cache_headers`]      | `true`          |
 //! | —                          | [`SessionConfig::max_record_bytes`]   | 64 KiB          |
+//! | —                          | [`SessionConfig::on_event`]           | none            |
 //!
 //! express-session itself still defaults `resave` and `saveUninitialized` to `true` (with a
 //! deprecation warning); every guide, the article included, sets both to `false`, and so do
@@ -187,6 +188,7 @@ pub struct SessionConfig {
     pub(crate) guarded_commit: bool,
     pub(crate) cache_headers: bool,
     pub(crate) max_record_bytes: Option<usize>,
+    pub(crate) subscriber: Option<crate::events::Subscriber>,
     pub(crate) id_generator: Option<IdGenerator>,
     pub(crate) cookie: CookieConfig,
 }
@@ -220,6 +222,7 @@ impl Default for SessionConfig {
             guarded_commit: true,
             cache_headers: true,
             max_record_bytes: Some(DEFAULT_MAX_RECORD_BYTES),
+            subscriber: None,
             id_generator: None,
             cookie: CookieConfig {
                 path: "/".into(),
@@ -255,6 +258,7 @@ impl fmt::Debug for SessionConfig {
             .field("guarded_commit", &self.guarded_commit)
             .field("cache_headers", &self.cache_headers)
             .field("max_record_bytes", &self.max_record_bytes)
+            .field("subscriber", &self.subscriber.is_some())
             .field("cookie", &self.cookie)
             .finish()
     }
@@ -384,6 +388,18 @@ impl SessionConfig {
     /// do not grow it.
     pub fn max_record_bytes(mut self, limit: Option<usize>) -> Self {
         self.max_record_bytes = limit;
+        self
+    }
+
+    /// Calls `subscriber` with every [`SessionEvent`](crate::SessionEvent) (created,
+    /// regenerated, destroyed, conflict, store error), for an audit log. It runs on the
+    /// request's task: keep it quick (send to a channel, write a line); it never sees a
+    /// session ID, only the session's handle.
+    pub fn on_event(
+        mut self,
+        subscriber: impl Fn(&crate::SessionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.subscriber = Some(crate::events::Subscriber(Arc::new(subscriber)));
         self
     }
 

@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 
 use crate::config::{attribute_ok, CookiePrefix, SessionConfig};
 use crate::error::SessionError;
+use crate::events::{metric, EventKind, SessionEvent};
 use crate::id::SessionId;
 use crate::record::{CookieData, Record};
 use crate::signing::Secrets;
@@ -35,6 +36,8 @@ pub(crate) struct Engine {
     own_timer: bool,
     /// The cookie name's `__Host-`/`__Secure-` prefix, which stored attributes must obey.
     prefix: Option<CookiePrefix>,
+    /// The store's kind (`memory`, `sqlite`, `redis`…), the `store` label of metrics.
+    store_label: Arc<str>,
     pub(crate) commits: Commits,
 }
 
@@ -43,8 +46,11 @@ impl Engine {
         let own_timer = store
             .time_bound()
             .is_none_or(|bound| bound > config.store_timeout);
+        let shown = format!("{store:?}");
+        let store_label: Arc<str> = shown.split("://").next().unwrap_or("store").into();
         Engine {
             prefix: CookiePrefix::of(&config.name),
+            store_label,
             store,
             config,
             secrets,
@@ -65,9 +71,10 @@ impl Engine {
         // (`Store::time_bound`) needs none either. Otherwise the timer is boxed when it is
         // armed: kept inline, it would add its size to every request's future for the
         // calls that never need it.
+        let started = std::time::Instant::now();
         let mut fut = std::pin::pin!(fut);
         let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
-        std::future::poll_fn(|cx| {
+        let result = std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = fut.as_mut().poll(cx) {
                 return Poll::Ready(result);
             }
@@ -83,7 +90,24 @@ impl Engine {
                 _ => Poll::Pending,
             }
         })
-        .await
+        .await;
+        metric::store_call(&self.store_label, op, started.elapsed());
+        if let Err(error) = &result {
+            metric::store_error(&self.store_label, op, error);
+        }
+        result
+    }
+
+    /// Tells the subscriber, if any, that `kind` happened to the session `id`.
+    pub(crate) fn emit(&self, kind: EventKind, id: Option<&SessionId>) {
+        if let Some(subscriber) = &self.config.subscriber {
+            let event = SessionEvent {
+                kind,
+                handle: id.map(|id| self.secrets.handle(id)),
+                at: OffsetDateTime::now_utc(),
+            };
+            (subscriber.0)(&event);
+        }
     }
 
     pub(crate) fn new_id(&self) -> Result<SessionId, SessionError> {

@@ -75,6 +75,7 @@ pub mod config;
 mod cookie;
 mod engine;
 mod error;
+pub mod events;
 pub mod id;
 mod js_number;
 mod layer;
@@ -85,6 +86,7 @@ pub mod store;
 
 pub use config::{ConfigError, CookieSecure, Priority, SameSite, SessionConfig, Unset};
 pub use error::SessionError;
+pub use events::{EventKind, SessionEvent};
 pub use id::SessionId;
 pub use layer::{SecureConnection, SessionLayer, SessionService};
 pub use record::Record;

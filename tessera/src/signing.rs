@@ -45,6 +45,25 @@ pub enum SecretError {
     },
 }
 
+/// A session's non-secret handle (see [`Secrets::handle`]): 22 characters of base64url.
+/// Safe to log, to put in events and to show to users; it changes when the signing secret
+/// does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionHandle(String);
+
+impl SessionHandle {
+    /// The handle's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Which secret verified a cookie: `0` is the signing secret; anything else means the
 /// cookie should be re-signed when a Set-Cookie goes out anyway.
 pub type SecretIndex = usize;
@@ -71,6 +90,19 @@ impl Secrets {
             return Err(SecretError::Missing);
         }
         Ok(Secrets { keys })
+    }
+
+    /// The non-secret handle of `id`: what logs, events and listings shown to users carry
+    /// instead of the ID, which is a bearer credential. A keyed digest (HMAC-SHA256 with
+    /// the signing secret, over a label and the ID, 16 bytes in base64url): the same ID
+    /// always has the same handle under one signing secret, and without the secret
+    /// nobody can tell a handle's ID, or forge one for a known ID.
+    pub fn handle(&self, id: &SessionId) -> SessionHandle {
+        let mut mac = self.keys[0].clone();
+        mac.update(b"tessera session handle\0");
+        mac.update(id.as_str().as_bytes());
+        let digest = mac.finalize().into_bytes();
+        SessionHandle(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16]))
     }
 
     /// The signed value for `id`, unencoded: `s:<id>.<signature>`.

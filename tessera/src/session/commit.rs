@@ -15,6 +15,7 @@ use super::state::{lock, reset_expiry};
 use super::Session;
 use crate::engine::{Latest, Slot};
 use crate::error::SessionError;
+use crate::events::{metric, EventKind};
 use crate::id::SessionId;
 use crate::store::{SaveMode, SaveOutcome};
 
@@ -68,6 +69,9 @@ impl Session {
                 .await?;
             match outcome {
                 SaveOutcome::Saved(version) => {
+                    saved(&version);
+                    metric::count("tessera_sessions_created_total");
+                    engine.emit(EventKind::Created, Some(&id));
                     let mut state = lock(&self.inner.state);
                     state.stored_as = Some(id);
                     state.version = Some(version);
@@ -102,6 +106,7 @@ impl Session {
         let mut state = lock(&self.inner.state);
         match outcome {
             SaveOutcome::Saved(version) => {
+                saved(&version);
                 state.version = Some(version);
                 state.saved();
                 Ok(Some(()))
@@ -129,11 +134,35 @@ impl Session {
                 self.rebase_onto(&mut state, (*last.record).clone(), last.version.clone())?;
             }
         }
+        let result = self.commit_attempts(id, &mut latest).await;
+        let (saved, conflicts) = match &result {
+            Ok((written, conflicts)) => (*written, *conflicts),
+            Err((_, conflicts)) => (false, *conflicts),
+        };
+        if conflicts > 0 {
+            let attempts = conflicts + u32::from(saved);
+            engine.emit(EventKind::Conflict { attempts, saved }, Some(id));
+        }
+        match result {
+            Ok((written, _)) => Ok(written.then_some(())),
+            Err((error, _)) => Err(error),
+        }
+    }
+
+    /// The attempts of a guarded commit; answers whether the record was written and how
+    /// many conflicts it met (with the error, when it failed).
+    async fn commit_attempts(
+        &self,
+        id: &SessionId,
+        latest: &mut Option<Latest>,
+    ) -> Result<(bool, u32), (SessionError, u32)> {
+        let engine = self.engine();
+        let mut conflicts = 0;
         for attempt in 1..=MAX_ATTEMPTS {
             let (record, expected) = {
                 let state = lock(&self.inner.state);
                 let Some(record) = state.record.clone() else {
-                    return Ok(None);
+                    return Ok((false, conflicts));
                 };
                 (record, state.version.clone())
             };
@@ -142,9 +171,11 @@ impl Session {
             };
             let outcome = engine
                 .call("save", engine.store.save(id, &record, mode))
-                .await?;
+                .await
+                .map_err(|e| (e.into(), conflicts))?;
             match outcome {
                 SaveOutcome::Saved(version) => {
+                    saved(&version);
                     *latest = Some(Latest {
                         record,
                         version: version.clone(),
@@ -152,7 +183,7 @@ impl Session {
                     let mut state = lock(&self.inner.state);
                     state.version = Some(version);
                     state.saved();
-                    return Ok(Some(()));
+                    return Ok((true, conflicts));
                 }
                 SaveOutcome::Gone | SaveOutcome::Conflict => {
                     tracing::info!(
@@ -160,35 +191,47 @@ impl Session {
                     );
                     *latest = None;
                     lock(&self.inner.state).gone();
-                    return Ok(None);
+                    return Ok((false, conflicts));
                 }
                 SaveOutcome::Changed => {
                     tracing::debug!(
                         attempt,
                         "session changed in the store since it was loaded; merging and retrying"
                     );
+                    conflicts += 1;
+                    metric::count("tessera_commit_conflicts_total");
                     *latest = None;
+                    if attempt == MAX_ATTEMPTS {
+                        break;
+                    }
+                    metric::count("tessera_commit_retries_total");
                     if attempt > 1 {
                         // Writers outside this process keep winning: step aside a little,
                         // a different little for each, so they stop meeting.
                         tokio::time::sleep(backoff(attempt)).await;
                     }
-                    let Some(fresh) = engine.load(id).await? else {
+                    let fresh = engine.load(id).await.map_err(|e| (e.into(), conflicts))?;
+                    let Some(fresh) = fresh else {
                         lock(&self.inner.state).gone();
-                        return Ok(None);
+                        return Ok((false, conflicts));
                     };
                     let mut state = lock(&self.inner.state);
-                    self.rebase_onto(&mut state, fresh.record, fresh.version)?;
+                    self.rebase_onto(&mut state, fresh.record, fresh.version)
+                        .map_err(|e| (e, conflicts))?;
                 }
             }
         }
+        metric::count("tessera_commit_gave_up_total");
         tracing::warn!(
             attempts = MAX_ATTEMPTS,
             "session kept changing in the store while this request committed; answering 503, its changes are not saved"
         );
-        Err(SessionError::Conflict {
-            attempts: MAX_ATTEMPTS,
-        })
+        Err((
+            SessionError::Conflict {
+                attempts: MAX_ATTEMPTS,
+            },
+            conflicts,
+        ))
     }
 
     /// Re-applies this request's changes on `fresh`, read as `version`, and makes that the
@@ -208,6 +251,14 @@ impl Session {
         state.record = Some(Arc::new(merged));
         state.version = Some(version);
         Ok(())
+    }
+}
+
+/// Counts a record written, with its size when the version says it.
+fn saved(version: &crate::store::Version) {
+    metric::count("tessera_sessions_saved_total");
+    if let Some(bytes) = version.as_bytes() {
+        metric::record_bytes(bytes.len());
     }
 }
 

@@ -12,6 +12,7 @@ use crate::config::{CookieSecure, Unset};
 use crate::cookie;
 use crate::error::SessionError;
 use crate::record::CookieData;
+use crate::store::StoreError;
 
 /// What the layer must do once the handler has answered.
 #[derive(Debug, Default)]
@@ -29,7 +30,19 @@ impl Session {
     /// `Set-Cookie` to send, if any.
     pub(crate) async fn finish(&self) -> Outcome {
         let read = self.inner.loaded.initialized();
-        match self.finish_inner().await {
+        let finished = self.finish_inner().await;
+        if let Err(SessionError::Store(error)) = &finished {
+            let (op, timeout) = match error {
+                StoreError::Timeout { op, .. } => (*op, true),
+                StoreError::Backend { op, .. } => (*op, false),
+                _ => ("store", false),
+            };
+            let id = lock(&self.inner.state).id.clone();
+            let id = id.as_ref().or(self.cookie_id());
+            self.engine()
+                .emit(crate::events::EventKind::StoreError { op, timeout }, id);
+        }
+        match finished {
             Ok(set_cookie) => Outcome {
                 set_cookie,
                 error: None,
@@ -132,6 +145,7 @@ impl Session {
             engine
                 .call("touch", engine.store.touch(&id, expires))
                 .await?;
+            crate::events::metric::count("tessera_sessions_touched_total");
         }
 
         // The ID may have changed if a Create clashed; the cookie member if a merge ran.

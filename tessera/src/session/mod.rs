@@ -29,6 +29,7 @@ use tokio::sync::OnceCell;
 
 use crate::engine::Engine;
 use crate::error::SessionError;
+use crate::events::{metric, EventKind};
 use crate::id::SessionId;
 use crate::record::{to_millis, Data, Record};
 
@@ -106,6 +107,10 @@ impl Session {
                 let mut state = lock(&self.inner.state);
                 match stored {
                     Some((id, loaded)) => {
+                        metric::count("tessera_sessions_loaded_total");
+                        if loaded.touched {
+                            metric::count("tessera_sessions_touched_total");
+                        }
                         state.id = Some(id.clone());
                         state.stored_as = Some(id);
                         state.record = Some(Arc::new(loaded.record));
@@ -329,6 +334,12 @@ impl Session {
             }
         }
         let id = self.engine().new_id()?;
+        metric::count("tessera_sessions_regenerated_total");
+        if let Some(old) = &old {
+            let old = self.engine().secrets.handle(old);
+            self.engine()
+                .emit(EventKind::Regenerated { old }, Some(&id));
+        }
         let cookie = self.engine().config.new_cookie(self.inner.secure_request);
         let mut state = lock(&self.inner.state);
         state.id = Some(id);
@@ -361,6 +372,8 @@ impl Session {
             self.engine()
                 .call("destroy", self.engine().store.destroy(id))
                 .await?;
+            metric::count("tessera_sessions_destroyed_total");
+            self.engine().emit(EventKind::Destroyed, Some(id));
         }
         let mut state = lock(&self.inner.state);
         state.destroyed = true;

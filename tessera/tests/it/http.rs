@@ -721,3 +721,44 @@ async fn a_session_over_the_size_limit_is_refused_to_the_handler() {
         "the refused value was not stored: the old one stays"
     );
 }
+
+/// The subscriber hears a visit create a session, a login regenerate it and a logout destroy
+/// it, each with a handle, never the session ID.
+#[tokio::test]
+async fn events_tell_an_audit_log_what_happened_without_session_ids() {
+    let events = Arc::new(std::sync::Mutex::new(Vec::<tessera::SessionEvent>::new()));
+    let seen = events.clone();
+    let config = config().on_event(move |event| seen.lock().unwrap().push(event.clone()));
+    let addr = server(config, Arc::new(MemoryStore::new())).await;
+    let first = get(addr, "/", None).await;
+    let cookie = first.cookie().unwrap();
+    let visitor = first.cookie_id().unwrap();
+    let login = get(addr, "/login", Some(&cookie)).await;
+    let user = login.cookie_id().unwrap();
+    let user_cookie = login.cookie().unwrap();
+    get(addr, "/logout", Some(&user_cookie)).await;
+
+    let events = events.lock().unwrap().clone();
+    let names: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        names,
+        ["created", "regenerated", "created", "destroyed"],
+        "{events:?}"
+    );
+    let handle = |n: usize| events[n].handle.clone().unwrap();
+    assert_eq!(
+        events[1].kind,
+        tessera::EventKind::Regenerated { old: handle(0) },
+        "the login names the visitor's session as the one it replaced"
+    );
+    assert_eq!(handle(1), handle(2), "the new session is the one stored");
+    assert_eq!(handle(3), handle(2), "and the one logged out");
+    assert_ne!(handle(0), handle(1));
+    for event in &events {
+        let line = event.to_json().to_string();
+        assert!(
+            !line.contains(&visitor) && !line.contains(&user),
+            "a session ID in an event: {line}"
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Session events and metrics: what the engine tells an audit log and a dashboard.
+//!
+//! Events go to the subscriber the application registers with
+//! [`SessionConfig::on_event`](crate::SessionConfig::on_event): created, regenerated,
+//! destroyed, conflict and store error (revoked and expired come with the per-user index
+//! and the absolute timeout). Each carries the session's [`SessionHandle`], never its ID:
+//! the ID is a bearer credential and must not reach logs.
+//!
+//! Metrics go through the [`metrics`] facade, so the application picks the exporter
+//! (Prometheus, StatsD, …); with no recorder installed each costs one atomic load.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `tessera_sessions_created_total` | counter | |
+//! | `tessera_sessions_loaded_total` | counter | |
+//! | `tessera_sessions_saved_total` | counter | |
+//! | `tessera_sessions_touched_total` | counter | |
+//! | `tessera_sessions_destroyed_total` | counter | |
+//! | `tessera_sessions_regenerated_total` | counter | |
+//! | `tessera_commit_conflicts_total` | counter | (a guarded commit found the session changed) |
+//! | `tessera_commit_retries_total` | counter | (a merged commit tried again) |
+//! | `tessera_commit_gave_up_total` | counter | (a commit out of attempts: 503) |
+//! | `tessera_store_errors_total` | counter | `store`, `op`, `kind` (`timeout` or `backend`) |
+//! | `tessera_store_call_seconds` | histogram | `store`, `op` |
+//! | `tessera_record_bytes` | histogram | (the size of each record saved) |
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::signing::SessionHandle;
+use crate::store::StoreError;
+
+/// Something that happened to a session.
+#[derive(Debug, Clone)]
+pub struct SessionEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// The session's handle (none for a store error before any session was known).
+    pub handle: Option<SessionHandle>,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// What happened to a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// A new session was stored for the first time.
+    Created,
+    /// `regenerate()` replaced a session (a login): `old` is the handle of the session
+    /// deleted, the event's own handle the new one's.
+    Regenerated {
+        /// The replaced session's handle.
+        old: SessionHandle,
+    },
+    /// `destroy()` deleted the session (a logout).
+    Destroyed,
+    /// A guarded commit found the session changed by another writer and merged this
+    /// request's changes into what that writer stored; `saved` says whether a commit then
+    /// succeeded (false: out of attempts, 503, or the session was gone).
+    Conflict {
+        /// Commits tried (the conflicts, plus the one that succeeded).
+        attempts: u32,
+        /// Whether the last one was written (false: the request answered 503).
+        saved: bool,
+    },
+    /// The store failed or timed out on `op`.
+    StoreError {
+        /// The operation (`load`, `save`, `touch`, `destroy`).
+        op: &'static str,
+        /// Whether it timed out (rather than failed).
+        timeout: bool,
+    },
+}
+
+impl SessionEvent {
+    /// The event as one JSON object, for a JSON-lines audit log:
+    /// `{"event":"regenerated","session":"…","old":"…","at":"2026-12-01T20:00:00Z"}`.
+    pub fn to_json(&self) -> Value {
+        let at = self.at.format(&Rfc3339).unwrap_or_default();
+        let mut object = json!({
+            "event": self.kind.name(),
+            "session": self.handle.as_ref().map(SessionHandle::as_str),
+            "at": at,
+        });
+        if let Value::Object(map) = &mut object {
+            match &self.kind {
+                EventKind::Regenerated { old } => {
+                    map.insert("old".into(), old.as_str().into());
+                }
+                EventKind::Conflict { attempts, saved } => {
+                    map.insert("attempts".into(), (*attempts).into());
+                    map.insert("saved".into(), (*saved).into());
+                }
+                EventKind::StoreError { op, timeout } => {
+                    map.insert("op".into(), (*op).into());
+                    map.insert("timeout".into(), (*timeout).into());
+                }
+                EventKind::Created | EventKind::Destroyed => {}
+            }
+        }
+        object
+    }
+}
+
+impl EventKind {
+    /// The event's name in logs: `created`, `regenerated`, `destroyed`, `conflict`,
+    /// `store_error`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Regenerated { .. } => "regenerated",
+            EventKind::Destroyed => "destroyed",
+            EventKind::Conflict { .. } => "conflict",
+            EventKind::StoreError { .. } => "store_error",
+        }
+    }
+}
+
+/// The application's event subscriber.
+#[derive(Clone)]
+pub(crate) struct Subscriber(pub(crate) Arc<dyn Fn(&SessionEvent) + Send + Sync>);
+
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Subscriber")
+    }
+}
+
+/// The metrics, one function each, so their names live here only.
+pub(crate) mod metric {
+    use super::*;
+
+    pub(crate) fn count(name: &'static str) {
+        metrics::counter!(name).increment(1);
+    }
+
+    pub(crate) fn store_call(store: &Arc<str>, op: &'static str, took: Duration) {
+        metrics::histogram!("tessera_store_call_seconds", "store" => store.to_string(), "op" => op)
+            .record(took.as_secs_f64());
+    }
+
+    pub(crate) fn store_error(store: &Arc<str>, op: &'static str, error: &StoreError) {
+        let kind = if matches!(error, StoreError::Timeout { .. }) {
+            "timeout"
+        } else {
+            "backend"
+        };
+        metrics::counter!("tessera_store_errors_total", "store" => store.to_string(), "op" => op, "kind" => kind)
+            .increment(1);
+    }
+
+    pub(crate) fn record_bytes(bytes: usize) {
+        metrics::histogram!("tessera_record_bytes").record(bytes as f64);
+    }
+}
