@@ -150,12 +150,30 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         config = config.cookie_max_age(Duration::from_secs(args.cookie_max_age));
     }
     let layer = SessionLayer::from_arc(store, config)?;
+    // The library reports through the `metrics` facade; the demo installs the Prometheus
+    // exporter and serves its text at /metrics (outside the session layer: scraping it
+    // costs no session).
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| ServeError(format!("cannot install the metrics recorder: {e}")))?;
 
     let app = Router::new()
         .route("/", get(counter))
         .route("/logout", get(logout))
+        .layer(layer)
         .route("/health", get(|| async { "ok" }))
-        .layer(layer);
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        metrics.render(),
+                    )
+                }
+            }),
+        );
 
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()

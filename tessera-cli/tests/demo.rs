@@ -211,3 +211,50 @@ async fn instances_started_together_agree_on_the_generated_secret() {
         }
     }
 }
+
+/// `GET /metrics` shows the session counters moving as a user visits, in Prometheus's text
+/// format, and scraping it creates no session.
+#[tokio::test]
+async fn metrics_move_as_a_user_visits() {
+    let dir = TempDir::new().unwrap();
+    let server = TesseraServer::start(
+        Path::new(env!("CARGO_BIN_EXE_tessera")),
+        dir.path(),
+        &["--secret", "a secret of thirty-two bytes or more"],
+        &[],
+    );
+    let scrape = || async {
+        let response = reqwest::get(format!("{}/metrics", server.url()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().get("set-cookie").is_none());
+        response.text().await.unwrap()
+    };
+    let value = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = scrape().await;
+    assert_eq!(value(&before, "tessera_sessions_created_total"), 0);
+    let client = browser();
+    for _ in 0..3 {
+        let reply = client
+            .get(format!("{}/", server.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+    }
+    let after = scrape().await;
+    assert_eq!(
+        value(&after, "tessera_sessions_created_total"),
+        1,
+        "{after}"
+    );
+    assert_eq!(value(&after, "tessera_sessions_loaded_total"), 2, "{after}");
+    assert_eq!(value(&after, "tessera_sessions_saved_total"), 3, "{after}");
+    assert!(after.contains("tessera_store_call_seconds"), "{after}");
+    assert!(after.contains("tessera_record_bytes"), "{after}");
+}
