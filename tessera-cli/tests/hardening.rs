@@ -33,17 +33,7 @@ struct Run {
 fn run(cwd: &Path, args: &[&str], env: &[(&str, &str)], timeout: Duration) -> Run {
     let mut cmd = Command::new(bin());
     cmd.args(args).current_dir(cwd);
-    for var in [
-        "PORT",
-        "SESSION_STORE",
-        "SESSION_SECRET",
-        "SESSION_SECRETS",
-        "SESSION_PREFIX",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("RUST_LOG", "info");
+    test_support::clean_env(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }

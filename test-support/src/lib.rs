@@ -246,18 +246,7 @@ impl TesseraServer {
             .args(["--port", "0"])
             .args(args)
             .current_dir(cwd);
-        for var in [
-            "PORT",
-            "SESSION_STORE",
-            "SESSION_SECRET",
-            "SESSION_SECRETS",
-            "SESSION_PREFIX",
-            "SESSION_TTL",
-            "RUST_LOG",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.env("RUST_LOG", "info");
+        clean_env(&mut cmd);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -322,6 +311,23 @@ pub fn counter_views(body: &str) -> u64 {
         .and_then(|rest| rest.strip_suffix(" times."))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("not a counter page: {body:?}"))
+}
+
+/// Clears the environment variables `tessera` reads (so a developer's own settings do not
+/// leak into a test) and logs at `info`.
+pub fn clean_env(cmd: &mut Command) {
+    for var in [
+        "PORT",
+        "SESSION_STORE",
+        "SESSION_SECRET",
+        "SESSION_SECRETS",
+        "SESSION_PREFIX",
+        "SESSION_TTL",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("RUST_LOG", "info");
 }
 
 pub fn browser() -> reqwest::Client {

@@ -12,25 +12,12 @@ use tessera::{
     ConfigError, CookieSecure, MemoryStore, SaveMode, SessionConfig, SessionId, SessionLayer, Store,
 };
 
-use crate::support::{config, get, get_raw, server, Reply, SECRET};
+use crate::support::{config, cookie_for, get, get_raw, server, Reply};
 
 const WELCOME: &str = "Welcome to the session demo! Visit again to see the view count increase.";
 
 fn visited(n: u64) -> String {
     format!("You have visited this page {n} times.")
-}
-
-/// A `Cookie` header value, percent-encoded as the layer writes it, for `id` signed with
-/// the tests' secret.
-fn cookie_for(id: &SessionId) -> String {
-    let signed = tessera::signing::Secrets::new([SECRET]).unwrap().sign(id);
-    format!(
-        "connect.sid={}",
-        signed
-            .replace(':', "%3A")
-            .replace('/', "%2F")
-            .replace('+', "%2B")
-    )
 }
 
 // ---------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ use test_support::RedisServer;
 use tokio::sync::Notify;
 
 use crate::store_suite::{record, Made};
-use crate::support::{config, get, routes, serve, SECRET};
+use crate::support::{config, cookie_for, get, routes, serve};
 
 const WELCOME: &str = "Welcome to the session demo! Visit again to see the view count increase.";
 const PREFIX: &str = "myapp:session:";
@@ -55,18 +55,6 @@ fn id() -> SessionId {
 
 fn key(id: &str) -> String {
     format!("{PREFIX}{id}")
-}
-
-/// The signed `Cookie` header for `id`, as a browser would send it.
-fn cookie_for(id: &SessionId) -> String {
-    let signed = tessera::signing::Secrets::new([SECRET]).unwrap().sign(id);
-    format!(
-        "connect.sid={}",
-        signed
-            .replace(':', "%3A")
-            .replace('/', "%2F")
-            .replace('+', "%2B")
-    )
 }
 
 async fn app_on(store: RedisStore) -> std::net::SocketAddr {

@@ -153,6 +153,19 @@ async fn id(session: Session) -> Result<String, SessionError> {
     Ok(session.id().await?.to_string())
 }
 
+/// The signed `Cookie` header for `id`, percent-encoded as the layer writes it, as a
+/// browser would send it back.
+pub fn cookie_for(id: &SessionId) -> String {
+    let signed = tessera::signing::Secrets::new([SECRET]).unwrap().sign(id);
+    format!(
+        "connect.sid={}",
+        signed
+            .replace(':', "%3A")
+            .replace('/', "%2F")
+            .replace('+', "%2B")
+    )
+}
+
 /// A server with `config` (the test secret added) over `store`.
 pub async fn server(config: SessionConfig, store: Arc<dyn Store>) -> SocketAddr {
     let layer = SessionLayer::from_arc(store, config).unwrap();
