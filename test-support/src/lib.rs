@@ -81,11 +81,17 @@ impl Process {
     /// SIGTERM, then wait up to `timeout` for a clean exit; SIGKILL after that. Returns
     /// whether it exited by itself with status 0.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
+        self.stop_with("TERM", timeout)
+    }
+
+    /// Sends `signal` (`TERM`, `QUIT`, `INT`, …), then waits up to `timeout` for the
+    /// process to exit; SIGKILL after that. Returns whether it exited by itself with status 0.
+    pub fn stop_with(&mut self, signal: &str, timeout: Duration) -> bool {
         let Some(mut child) = self.child.take() else {
             return false;
         };
         let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([&format!("-{signal}"), &child.id().to_string()])
             .status();
         let start = Instant::now();
         loop {
@@ -98,7 +104,7 @@ impl Process {
                     let _ = child.kill();
                     let _ = child.wait();
                     eprintln!(
-                        "{} did not exit within {timeout:?} of SIGTERM; killed",
+                        "{} did not exit within {timeout:?} of SIG{signal}; killed",
                         self.name
                     );
                     return false;
@@ -467,7 +473,10 @@ fn append_line(log: &std::sync::Mutex<String>, line: &str) {
     log.push('\n');
 }
 
+pub mod sql;
 pub mod topology;
+
+pub use sql::{MariaDbServer, PostgresServer};
 
 #[cfg(test)]
 mod tests {

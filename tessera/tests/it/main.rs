@@ -3,7 +3,11 @@
 
 mod http;
 mod memory;
+mod mysql;
+mod postgres;
 mod redis;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod sql_shared;
 mod sqlite;
 mod store_suite;
 mod support;
