@@ -23,7 +23,7 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 3000)]
     port: u16,
-    /// Session store URL: memory, sqlite://PATH, redis://HOST:PORT, redis-sentinel://…, redis-cluster://…
+    /// Session store URL: memory, sqlite://PATH, redis://HOST:PORT, redis-sentinel://…, redis-cluster://…, postgres://USER:PASSWORD@HOST:PORT/DB, mysql://USER:PASSWORD@HOST:PORT/DB
     #[arg(long, env = "SESSION_STORE", default_value = stores::DEFAULT_STORE)]
     store: String,
     /// Secrets, comma-separated; the first signs. Generated and kept next to the store's
@@ -83,9 +83,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         prefix: args.prefix.clone(),
         ttl: Duration::from_secs(args.ttl),
     };
-    let store = stores::open(&args.store, &options)
-        .await
-        .map_err(|e| ServeError(format!("cannot open store {}: {e}", args.store)))?;
+    let store = stores::open(&args.store, &options).await.map_err(|e| {
+        ServeError(format!(
+            "cannot open store {}: {e}",
+            stores::redacted(&args.store)
+        ))
+    })?;
     let secrets = match &args.secret {
         Some(list) => list
             .split(',')
@@ -129,7 +132,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         .await
         .map_err(|e| ServeError(format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
-    tracing::info!(store = %args.store, "listening on http://{local}");
+    tracing::info!(store = %stores::redacted(&args.store), "listening on http://{local}");
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

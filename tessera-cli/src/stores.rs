@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera::store::mysql::{MySqlOptions, MySqlStore};
+use tessera::store::postgres::{PostgresOptions, PostgresStore};
 use tessera::store::redis::RedisStore;
 use tessera::store::sqlite::{SqliteOptions, SqliteStore};
 use tessera::{MemoryStore, Store, StoreError};
@@ -43,9 +45,33 @@ pub async fn open(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, S
                 .connect()
                 .await?,
         )),
+        // connect-pg-simple's table: `postgres://USER:PASSWORD@HOST:PORT/DB?schema=…&table=…`.
+        "postgres" | "postgresql" => Ok(Arc::new(
+            PostgresStore::connect(
+                url,
+                PostgresOptions {
+                    default_ttl: options.ttl,
+                    ..PostgresOptions::default()
+                },
+            )
+            .await?,
+        )),
+        // express-mysql-session's table: `mysql://USER:PASSWORD@HOST:PORT/DB?table=…`.
+        "mysql" => Ok(Arc::new(
+            MySqlStore::connect(
+                url,
+                MySqlOptions {
+                    default_ttl: options.ttl,
+                    ..MySqlOptions::default()
+                },
+            )
+            .await?,
+        )),
         _ => Err(StoreError::Config(format!(
-            "unknown store URL {url:?}: use memory, sqlite://PATH, redis://HOST:PORT, \
-             redis-sentinel://HOST:PORT,…/MASTER or redis-cluster://HOST:PORT,…"
+            "unknown store URL {:?}: use memory, sqlite://PATH, redis://HOST:PORT, \
+             redis-sentinel://HOST:PORT,…/MASTER, redis-cluster://HOST:PORT,…, \
+             postgres://USER:PASSWORD@HOST:PORT/DB or mysql://USER:PASSWORD@HOST:PORT/DB",
+            redacted(url)
         ))),
     }
 }
@@ -75,6 +101,23 @@ async fn open_sqlite(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
     Ok(Arc::new(SqliteStore::open(path, options).await?))
 }
 
+/// `url` with the password of its user info (`scheme://user:PASSWORD@host…`) replaced by
+/// `***`, for logs and messages.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{hosts}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Where a store keeps local files (the demo keeps its generated secret there too).
 pub fn data_dir(url: &str) -> std::path::PathBuf {
     match url.strip_prefix("sqlite://") {
@@ -84,5 +127,25 @@ pub fn data_dir(url: &str) -> std::path::PathBuf {
             .map(|p| p.to_path_buf())
             .unwrap_or_else(|| ".".into()),
         None => ".tessera".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redacted("postgres://ada:pa:ss@db:5432/app?table=s"),
+            "postgres://ada:***@db:5432/app?table=s"
+        );
+        assert_eq!(
+            redacted("redis-sentinel://:pw@h1:26379,h2:26379/mymaster"),
+            "redis-sentinel://:***@h1:26379,h2:26379/mymaster"
+        );
+        assert_eq!(redacted("mysql://ada@db/app"), "mysql://ada@db/app");
+        assert_eq!(redacted("sqlite://.tessera/s.db"), "sqlite://.tessera/s.db");
+        assert_eq!(redacted("memory"), "memory");
     }
 }

@@ -353,6 +353,8 @@ const INTEROP_PACKAGES: &[&str] = &[
     "connect-redis-9",
     "ioredis",
     "redis",
+    "connect-pg-simple",
+    "express-mysql-session",
 ];
 
 /// The Node peer: `node app.js` in `interop/` (the article's express-session +
@@ -367,8 +369,9 @@ pub struct NodeApp {
 }
 
 impl NodeApp {
-    /// Starts `node app.js` in `interop/` with `PORT=0` and `env` (`CLIENT`, `REDIS_URL`,
-    /// `SESSION_SECRET`, …; see the top of `interop/app.js`), and waits for its
+    /// Starts `node app.js` in `interop/` with `PORT=0` and `env` (`STORE`, `CLIENT`,
+    /// `REDIS_URL`, `DATABASE_URL`, `SESSION_SECRET`, …; see the top of `interop/app.js`),
+    /// and waits for its
     /// "listening on http://…" line.
     ///
     /// Panics, saying what to do, when `interop/node_modules` is missing (run `npm ci` in
@@ -390,8 +393,13 @@ impl NodeApp {
         let mut cmd = Command::new("node");
         cmd.arg("app.js").current_dir(&dir);
         for var in [
+            "STORE",
             "CLIENT",
             "REDIS_URL",
+            "DATABASE_URL",
+            "SESSION_TABLE",
+            "SESSION_SCHEMA",
+            "CREATE_TABLE",
             "REDIS_HOST",
             "REDIS_PORT",
             "SESSION_SECRET",
