@@ -3,19 +3,33 @@
 // routes the tests need. Tessera (`tessera serve --store redis://…`) and this app share one
 // Redis and one secret list; a browser must be able to move between them freely.
 //
+// With STORE=pg or STORE=mysql it runs the same app on connect-pg-simple 10 or
+// express-mysql-session 3 instead, sharing a SQL table with `tessera serve --store
+// postgres://…` or `--store mysql://…`.
+//
 // Environment (the same names `tessera serve` reads, where they exist):
+//   STORE           redis (default) | pg (connect-pg-simple 10) | mysql (express-mysql-session 3)
 //   CLIENT          ioredis (default: connect-redis 8.1.0 + ioredis, the article's stack)
-//                   | node-redis (connect-redis 9 + node-redis 5)
+//                   | node-redis (connect-redis 9 + node-redis 5); STORE=redis only
 //   REDIS_URL       redis://127.0.0.1:6379 by default; or REDIS_HOST / REDIS_PORT
+//   DATABASE_URL    STORE=pg: postgres://user:password@host:port/db (connect-pg-simple's
+//                   conString); STORE=mysql: mysql://user:password@host:port/db
+//   SESSION_TABLE   the table (connect-pg-simple `tableName`, default session;
+//                   express-mysql-session `schema.tableName`, default sessions)
+//   SESSION_SCHEMA  STORE=pg: connect-pg-simple `schemaName` (default: search_path)
+//   CREATE_TABLE    1 (default): create the table when missing (createTableIfMissing,
+//                   createDatabaseTable); 0: expect it to exist
 //   SESSION_SECRET  required; comma-separated, the first signs (express `secret: [...]`)
 //   SESSION_PREFIX  key prefix, default 'myapp:session:'
-//   SESSION_TTL     connect-redis `ttl` in seconds, default 3600
+//   SESSION_TTL     the store's TTL in seconds for sessions without a cookie expiry
+//                   (connect-redis and connect-pg-simple `ttl`, express-mysql-session
+//                   `expiration`), default 3600
 //   COOKIE_MAX_AGE  cookie maxAge in SECONDS, default 86400 (one day); 0 = browser session
 //   COOKIE_NAME     default connect.sid
 //   COOKIE_SAME_SITE  lax | strict | none; unset or empty: no sameSite (express's default)
 //   HOST, PORT      default 127.0.0.1 and 3000; PORT=0 picks a free port
 //
-// Once Redis is connected and the server listens, it prints exactly one line on stdout:
+// Once the store is connected (and its table there) and the server listens, it prints exactly one line on stdout:
 //   listening on http://127.0.0.1:PORT
 //
 // Routes:
@@ -34,7 +48,10 @@ const session = require('express-session');
 
 const env = process.env;
 
+const STORE = env.STORE || 'redis';
 const CLIENT = env.CLIENT || 'ioredis';
+const DATABASE_URL = env.DATABASE_URL || '';
+const CREATE_TABLE = env.CREATE_TABLE !== '0';
 const REDIS_URL =
   env.REDIS_URL || `redis://${env.REDIS_HOST || '127.0.0.1'}:${env.REDIS_PORT || '6379'}`;
 const SECRETS = (env.SESSION_SECRET || '')
@@ -110,11 +127,63 @@ async function redisStore() {
   throw new Error(`CLIENT=${CLIENT}: use ioredis or node-redis`);
 }
 
+// connect-pg-simple 10 with its own pg pool, configured as its README shows.
+async function pgStore() {
+  if (!DATABASE_URL) throw new Error('STORE=pg needs DATABASE_URL');
+  const PGStore = require('connect-pg-simple')(session);
+  const options = {
+    conString: DATABASE_URL,
+    tableName: env.SESSION_TABLE || 'session',
+    createTableIfMissing: CREATE_TABLE,
+    ttl: TTL,
+    errorLog: (...args) => log(...args),
+  };
+  if (env.SESSION_SCHEMA) options.schemaName = env.SESSION_SCHEMA;
+  const store = new PGStore(options);
+  // The table is created (and the database reached) on the first query: run one now, so
+  // a bad URL or table fails the start instead of the first request.
+  await new Promise((resolve, reject) =>
+    store.query(`SELECT 1 FROM ${store.quotedTable()} LIMIT 1`, [], (err) =>
+      err ? reject(err) : resolve(),
+    ),
+  );
+  return { store, close: () => store.close() };
+}
+
+// express-mysql-session 3 with its own mysql2 pool.
+async function mysqlStore() {
+  if (!DATABASE_URL) throw new Error('STORE=mysql needs DATABASE_URL');
+  const MySQLStore = require('express-mysql-session')(session);
+  const url = new URL(DATABASE_URL);
+  const store = new MySQLStore({
+    host: url.hostname,
+    port: Number(url.port || 3306),
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    database: decodeURIComponent(url.pathname.replace(/^\//, '')),
+    createDatabaseTable: CREATE_TABLE,
+    expiration: TTL * 1000,
+    schema: { tableName: env.SESSION_TABLE || 'sessions' },
+  });
+  await store.onReady();
+  return { store, close: () => store.close() };
+}
+
+async function makeStore() {
+  if (STORE === 'redis') {
+    const { client, store } = await redisStore();
+    return { store, close: () => client.quit() };
+  }
+  if (STORE === 'pg') return pgStore();
+  if (STORE === 'mysql') return mysqlStore();
+  throw new Error(`STORE=${STORE}: use redis, pg or mysql`);
+}
+
 async function main() {
   if (SECRETS.length === 0) {
     throw new Error('SESSION_SECRET is not set: give one secret, or several comma-separated');
   }
-  const { client, store } = await redisStore();
+  const { store, close } = await makeStore();
 
   const cookie = {
     secure: env.NODE_ENV === 'production',
@@ -206,7 +275,8 @@ async function main() {
 
   const stop = () => {
     server.close();
-    Promise.resolve(client.quit())
+    Promise.resolve()
+      .then(close)
       .catch(() => {})
       .finally(() => process.exit(0));
   };

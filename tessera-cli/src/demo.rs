@@ -24,7 +24,7 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "PORT", default_value_t = 3000)]
     port: u16,
-    /// Session store URL: memory, sqlite://PATH, redis://HOST:PORT, redis-sentinel://…, redis-cluster://…
+    /// Session store URL: memory, sqlite://PATH, redis://HOST:PORT, redis-sentinel://…, redis-cluster://…, postgres://USER:PASSWORD@HOST:PORT/DB, mysql://USER:PASSWORD@HOST:PORT/DB
     #[arg(long, env = "SESSION_STORE", hide_env_values = true, default_value = stores::DEFAULT_STORE)]
     store: String,
     /// The session secret, used exactly as given: a comma is part of it, as in express's

@@ -20,7 +20,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Options every `tessera sessions` command takes.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Session store URL: memory, sqlite://PATH, redis://HOST:PORT, redis-sentinel://…, redis-cluster://…
+    /// Session store URL: memory, sqlite://PATH, redis://HOST:PORT, redis-sentinel://…, redis-cluster://…, postgres://USER:PASSWORD@HOST:PORT/DB, mysql://USER:PASSWORD@HOST:PORT/DB
     #[arg(long, env = "SESSION_STORE", hide_env_values = true)]
     store: String,
     /// Key prefix in the store.

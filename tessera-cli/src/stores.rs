@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera::store::mysql::{MySqlOptions, MySqlStore};
+use tessera::store::postgres::{PostgresOptions, PostgresStore};
 use tessera::store::redis::RedisStore;
 use tessera::store::sqlite::{SqliteOptions, SqliteStore};
 use tessera::{MemoryStore, Store, StoreError};
@@ -76,9 +78,32 @@ async fn open_store(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>,
                 .connect()
                 .await?,
         )),
+        // connect-pg-simple's table: `postgres://USER:PASSWORD@HOST:PORT/DB?schema=…&table=…`.
+        "postgres" | "postgresql" => Ok(Arc::new(
+            PostgresStore::connect(
+                url,
+                PostgresOptions {
+                    default_ttl: options.ttl,
+                    ..PostgresOptions::default()
+                },
+            )
+            .await?,
+        )),
+        // express-mysql-session's table: `mysql://USER:PASSWORD@HOST:PORT/DB?table=…`.
+        "mysql" => Ok(Arc::new(
+            MySqlStore::connect(
+                url,
+                MySqlOptions {
+                    default_ttl: options.ttl,
+                    ..MySqlOptions::default()
+                },
+            )
+            .await?,
+        )),
         _ => Err(StoreError::Config(format!(
             "unknown store URL {:?}: use memory, sqlite://PATH, redis://HOST:PORT, \
-             redis-sentinel://HOST:PORT,…/MASTER or redis-cluster://HOST:PORT,…",
+             redis-sentinel://HOST:PORT,…/MASTER, redis-cluster://HOST:PORT,…, \
+             postgres://USER:PASSWORD@HOST:PORT/DB or mysql://USER:PASSWORD@HOST:PORT/DB",
             redact::url(url)
         ))),
     }
@@ -132,5 +157,22 @@ pub fn data_dir(url: &str) -> std::path::PathBuf {
             .map(|p| p.to_path_buf())
             .unwrap_or_else(|| ".".into()),
         None => ".tessera".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::redact;
+
+    #[test]
+    fn sql_passwords_are_hidden() {
+        for (url, password) in [
+            ("postgres://ada:pa:ss@db:5432/app?table=s", "pa:ss"),
+            ("mysql://ada:s3cret@db/app", "s3cret"),
+        ] {
+            let shown = redact::url(url);
+            assert!(!shown.contains(password), "{shown}");
+            assert!(shown.contains("ada") && shown.contains("@db"), "{shown}");
+        }
     }
 }

@@ -94,6 +94,10 @@ pub use record::Record;
 pub use session::MissingSessionLayer;
 pub use session::Session;
 pub use store::{Loaded, MemoryStore, SaveMode, SaveOutcome, Store, StoreError, Stored, Version};
+#[cfg(feature = "mysql")]
+pub use store::{MySqlOptions, MySqlStore};
+#[cfg(feature = "postgres")]
+pub use store::{PostgresOptions, PostgresStore};
 #[cfg(feature = "redis")]
 pub use store::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "sqlite")]

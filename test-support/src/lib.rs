@@ -81,11 +81,17 @@ impl Process {
     /// SIGTERM, then wait up to `timeout` for a clean exit; SIGKILL after that. Returns
     /// whether it exited by itself with status 0.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
+        self.stop_with("TERM", timeout)
+    }
+
+    /// Sends `signal` (`TERM`, `QUIT`, `INT`, …), then waits up to `timeout` for the
+    /// process to exit; SIGKILL after that. Returns whether it exited by itself with status 0.
+    pub fn stop_with(&mut self, signal: &str, timeout: Duration) -> bool {
         let Some(mut child) = self.child.take() else {
             return false;
         };
         let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
+            .args([&format!("-{signal}"), &child.id().to_string()])
             .status();
         let start = Instant::now();
         loop {
@@ -98,7 +104,7 @@ impl Process {
                     let _ = child.kill();
                     let _ = child.wait();
                     eprintln!(
-                        "{} did not exit within {timeout:?} of SIGTERM; killed",
+                        "{} did not exit within {timeout:?} of SIG{signal}; killed",
                         self.name
                     );
                     return false;
@@ -354,6 +360,8 @@ const INTEROP_PACKAGES: &[&str] = &[
     "connect-redis-9",
     "ioredis",
     "redis",
+    "connect-pg-simple",
+    "express-mysql-session",
 ];
 
 /// The Node peer: `node app.js` in `interop/` (the article's express-session +
@@ -368,8 +376,9 @@ pub struct NodeApp {
 }
 
 impl NodeApp {
-    /// Starts `node app.js` in `interop/` with `PORT=0` and `env` (`CLIENT`, `REDIS_URL`,
-    /// `SESSION_SECRET`, …; see the top of `interop/app.js`), and waits for its
+    /// Starts `node app.js` in `interop/` with `PORT=0` and `env` (`STORE`, `CLIENT`,
+    /// `REDIS_URL`, `DATABASE_URL`, `SESSION_SECRET`, …; see the top of `interop/app.js`),
+    /// and waits for its
     /// "listening on http://…" line.
     ///
     /// Panics, saying what to do, when `interop/node_modules` is missing (run `npm ci` in
@@ -391,8 +400,13 @@ impl NodeApp {
         let mut cmd = Command::new("node");
         cmd.arg("app.js").current_dir(&dir);
         for var in [
+            "STORE",
             "CLIENT",
             "REDIS_URL",
+            "DATABASE_URL",
+            "SESSION_TABLE",
+            "SESSION_SCHEMA",
+            "CREATE_TABLE",
             "REDIS_HOST",
             "REDIS_PORT",
             "SESSION_SECRET",
@@ -475,7 +489,10 @@ fn append_line(log: &std::sync::Mutex<String>, line: &str) {
     log.push('\n');
 }
 
+pub mod sql;
 pub mod topology;
+
+pub use sql::{MariaDbServer, PostgresServer};
 
 #[cfg(test)]
 mod tests {

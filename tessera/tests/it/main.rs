@@ -4,7 +4,11 @@
 mod hardening;
 mod http;
 mod memory;
+mod mysql;
+mod postgres;
 mod redis;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod sql_shared;
 mod sqlite;
 mod store_suite;
 mod support;
