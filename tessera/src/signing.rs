@@ -33,6 +33,7 @@ pub struct Secrets {
 
 /// Why a set of secrets was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SecretError {
     /// No secret was given.
     #[error("no session secret given: set at least one (the first signs, all verify)")]
