@@ -126,5 +126,5 @@ pub use store::{SqliteOptions, SqliteStore};
 
 // The README's Rust examples are doctests too, so the README cannot drift from the API.
 #[cfg(all(doctest, feature = "axum"))]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
