@@ -103,6 +103,7 @@ pub enum Unset {
 
 /// An invalid option, found by [`SessionLayer::new`](crate::SessionLayer::new).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The secrets are missing or empty.
     #[error(transparent)]

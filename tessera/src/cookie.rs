@@ -10,6 +10,10 @@
 //! Writing follows `cookie.serialize`: the value `encodeURIComponent`-encoded, then the
 //! attributes in its order (Domain, Path, Expires, HttpOnly, Secure, Partitioned, Priority,
 //! SameSite). express never writes `Max-Age`, only `Expires`, and neither do we.
+//!
+//! Written here rather than taken from the `cookie` crate, which writes the attributes in
+//! another order, has no `Priority`, and fails on a value that does not percent-decode
+//! where `cookie.parse` keeps it raw.
 
 use http::HeaderValue;
 use serde_json::Value;

@@ -8,6 +8,7 @@ use crate::store::StoreError;
 /// `503 Service Unavailable`, everything else `500 Internal Server Error`; each is logged
 /// with its cause when it is turned into a response.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SessionError {
     /// The store failed or timed out.
     #[error(transparent)]
@@ -84,6 +85,7 @@ impl SessionError {
 }
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl axum_core::response::IntoResponse for SessionError {
     fn into_response(self) -> axum_core::response::Response {
         use http::StatusCode;

@@ -34,10 +34,10 @@ impl SessionId {
     /// no padding (32 characters).
     ///
     /// # Errors
-    /// Fails only when the operating system cannot supply random bytes.
-    pub fn generate() -> Result<Self, getrandom::Error> {
+    /// [`IdError::Random`] when the operating system cannot supply random bytes.
+    pub fn generate() -> Result<Self, IdError> {
         let mut bytes = [0u8; 24];
-        getrandom::fill(&mut bytes)?;
+        getrandom::fill(&mut bytes).map_err(|e| IdError::Random(e.to_string()))?;
         Ok(SessionId(URL_SAFE_NO_PAD.encode(bytes).into()))
     }
 
@@ -56,6 +56,17 @@ impl SessionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Why a session ID could not be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdError {
+    /// The operating system's random number generator failed (the text is its error).
+    /// Nothing in Tessera can fix it: check that the process may read `/dev/urandom` or
+    /// call `getrandom(2)` (a sandbox or seccomp profile may forbid it).
+    #[error("the operating system could not supply random bytes for a session ID ({0}); check that this process may use the OS random number generator")]
+    Random(String),
 }
 
 /// Whether `s` has the shape of a session ID (see [`SessionId::parse`]).

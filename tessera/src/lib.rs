@@ -67,8 +67,32 @@
 //!
 //! For any tower service, the `Session` is in the request's extensions:
 //! `req.extensions().get::<tessera::Session>()`.
+//!
+//! # Cargo features
+//!
+//! Only `axum` is on by default; every store but [`MemoryStore`] is opt-in, so an
+//! application builds only the backends it uses.
+//!
+//! | feature     | default | what it brings |
+//! |-------------|:-------:|----------------|
+//! | `axum`      | yes     | `Session` as an axum extractor ([`MissingSessionLayer`] its rejection) and [`SessionError`] as a response; depends on `axum-core` only |
+//! | `sqlite`    |         | [`SqliteStore`]: the embedded, persistent store (rusqlite with SQLite's C source bundled) |
+//! | `redis`     |         | [`RedisStore`]: standalone, Sentinel and Cluster, connect-redis's keys and JSON (redis-rs) |
+//! | `redis-tls` |         | `rediss://` URLs (Redis over TLS: rustls with the ring provider); turns on `redis` |
+//!
+//! Without `axum` the layer still works with any tower service: take the `Session` from
+//! the request's extensions.
+//!
+//! # Examples
+//!
+//! The repository's `tessera/examples/` has small complete programs: `counter` (the example
+//! above), `login` (`regenerate` on login, `destroy` on logout), `redis_prefix`
+//! (`RedisStore` with a key prefix) and `tower_service` (the layer around a plain tower
+//! service, no axum).
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
 pub mod config;
@@ -87,10 +111,11 @@ pub mod store;
 pub use config::{ConfigError, CookieSecure, Priority, SameSite, SessionConfig, Unset};
 pub use error::SessionError;
 pub use events::{EventKind, SessionEvent};
-pub use id::SessionId;
+pub use id::{IdError, SessionId};
 pub use layer::{SecureConnection, SessionLayer, SessionService};
 pub use record::Record;
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use session::MissingSessionLayer;
 pub use session::Session;
 pub use store::{Loaded, MemoryStore, SaveMode, SaveOutcome, Store, StoreError, Stored, Version};
@@ -99,6 +124,13 @@ pub use store::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use store::{PostgresOptions, PostgresStore};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::{SqliteOptions, SqliteStore};
+
+// The README's Rust examples are doctests too, so the README cannot drift from the API.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

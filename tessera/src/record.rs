@@ -73,6 +73,7 @@ pub struct CookieData {
 
 /// Why a stored value could not be read as a session.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Not JSON at all, or not an object.
     #[error("stored session is not valid JSON: {0}")]

@@ -6,7 +6,9 @@
 //! in constant time, so a client learns nothing from how long a rejection took.
 //!
 //! This module is the only place that knows the format; `cookie` handles the header syntax
-//! around it and the layer only sees IDs.
+//! around it and the layer only sees IDs. Written here rather than taken from the `cookie`
+//! crate's signed jar, whose format (the MAC before the value, derived keys) is not
+//! cookie-signature's.
 
 use std::fmt;
 
@@ -33,6 +35,7 @@ pub struct Secrets {
 
 /// Why a set of secrets was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SecretError {
     /// No secret was given.
     #[error("no session secret given: set at least one (the first signs, all verify)")]

@@ -10,6 +10,7 @@ use super::Session;
 
 /// The rejection when `Session` is extracted on a route without
 /// [`SessionLayer`](crate::SessionLayer): a programming error, answered with 500.
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 #[derive(Debug, Clone, Copy)]
 pub struct MissingSessionLayer;
 
@@ -34,6 +35,7 @@ impl axum_core::response::IntoResponse for MissingSessionLayer {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl<S: Send + Sync> FromRequestParts<S> for Session {
     type Rejection = MissingSessionLayer;
 

@@ -19,7 +19,6 @@
 //! Nothing survives a restart; use `SqliteStore` or `RedisStore` for that.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -59,7 +58,7 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    entries: HashMap<SessionId, Entry, BuildHasherDefault<IdHasher>>,
+    entries: HashMap<SessionId, Entry, IdHasher>,
     /// Every entry under `(indexed, seq)`; see `Entry::indexed`.
     deadlines: BTreeMap<(Instant, u64), SessionId>,
     /// Makes index keys unique when two entries share a deadline, and numbers the
@@ -81,52 +80,14 @@ struct Entry {
     version: u64,
 }
 
-/// The map's hasher. A request looks its session up several times (load, touch, save), and
-/// std's SipHash was 3% of a counter request's instructions. SipHash resists keys chosen to
-/// collide; that does not matter here, because the IDs that reach a store are ones the
-/// application's generator made or ones a correctly signed cookie carried, never bytes a
-/// client picked.
-/// FxHash's round (rustc's own hasher), eight bytes at a time, then murmur3's finalizer:
-/// the map picks buckets by the low bits, which the round alone leaves nearly constant for
-/// IDs that differ only in a few characters (a custom generator's `user-000123`).
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl IdHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, byte: u8) {
-        self.add(u64::from(byte));
-    }
-
-    fn finish(&self) -> u64 {
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
-    }
-}
+/// The map's hasher: FxHash (rustc-hash 2, rustc's own). A request looks its session up
+/// several times (load, touch, save), and std's SipHash was 3% of a counter request's
+/// instructions. SipHash resists keys chosen to collide; that does not matter here, because
+/// the IDs that reach a store are ones the application's generator made or ones a correctly
+/// signed cookie carried, never bytes a client picked. rustc-hash 2's hash spreads IDs that
+/// differ only in a few characters (a custom generator's `user-000123`) over the buckets
+/// the map picks by the low bits (the test below holds it to that).
+type IdHasher = rustc_hash::FxBuildHasher;
 
 struct DropGuard(Arc<Shared>);
 
@@ -499,7 +460,7 @@ mod tests {
     /// few and turn each lookup into a scan.
     #[test]
     fn ids_that_differ_in_one_character_spread_over_the_buckets() {
-        let hasher = BuildHasherDefault::<IdHasher>::default();
+        let hasher = IdHasher::default();
         for shape in ["user-{}", "{}", "session-{}-of-the-day"] {
             let buckets: std::collections::HashSet<u64> = (0..1024)
                 .map(|n| {

@@ -25,10 +25,12 @@ pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod sql;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 
 pub use memory::{MemoryStore, DEFAULT_MAX_SESSIONS};
@@ -37,8 +39,10 @@ pub use mysql::{MySqlOptions, MySqlStore};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// How a save must treat a record that is (or is not) already there.
@@ -62,7 +66,11 @@ pub enum SaveMode<'a> {
 }
 
 /// What a save did.
+///
+/// Non-exhaustive: a store returns one of these, and code that matches one (a wrapping
+/// store, a test) needs a `_` arm.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SaveOutcome {
     /// Written; the version of what is stored now.
     Saved(Version),
@@ -163,6 +171,7 @@ pub struct Stored {
 
 /// A failed store call. The layer answers `503 Service Unavailable` for these and logs them.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The store did not answer in time.
     #[error("session store `{store}` did not answer `{op}` within {after:?}; check that it is up and reachable, or raise the timeout")]

@@ -89,7 +89,7 @@ use connection::Connection;
 /// |-----------|-----------|
 /// | load      | `GETEX key EX ttl`: loads and touches in one command, so a request that only reads its session costs one command (`GET key` with `disable_touch`/`disable_ttl`, or before Redis 6.2, or for `reload`) |
 /// | save, new session | `SET key json EX ttl NX` (a clash: another ID is chosen) |
-/// | save, loaded session | `SET key json EX ttl XX` (gone meanwhile: not written back) |
+/// | save, loaded session | the guarded commit: `EVALSHA` of a script that `GET`s the key and `SET`s `json EX ttl` only if it still holds the value this request loaded (`EVAL` once after `NOSCRIPT`); with `guarded_commit(false)`, `SET key json EX ttl XX`. Gone meanwhile: not written back |
 /// | touch     | `EXPIRE key ttl`, only when the load could not touch (none with `disable_touch` or `disable_ttl`) |
 /// | destroy   | `DEL key` |
 /// | admin: list, count, clear | `SCAN cursor MATCH prefix* COUNT n` pages (+ `UNLINK` per page to clear) |
@@ -126,7 +126,7 @@ use connection::Connection;
 /// every connection's task then runs on the thread of the requests it serves, and no
 /// command wakes another thread. In `bench/run` that layout served the Redis counter a
 /// third or more faster than one store on tokio's multi-threaded runtime (tower-sessions
-/// gains as much from it); the README's benchmark section has the numbers.
+/// gains as much from it); `docs/benchmarks.md` in the repository has the numbers.
 ///
 /// # Example
 ///
