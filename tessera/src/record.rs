@@ -446,9 +446,9 @@ fn max_age_millis(n: &serde_json::Number) -> Option<i64> {
 pub(crate) fn utc(at: OffsetDateTime) -> OffsetDateTime {
     at.checked_to_offset(UtcOffset::UTC).unwrap_or_else(|| {
         if at.offset().is_negative() {
-            time::Date::MAX
-                .with_time(time::macros::time!(23:59:59.999))
-                .assume_utc()
+            // The last millisecond of the last day (the time is always valid).
+            let last = time::Time::from_hms_milli(23, 59, 59, 999).unwrap_or(time::Time::MIDNIGHT);
+            time::Date::MAX.with_time(last).assume_utc()
         } else {
             time::Date::MIN.midnight().assume_utc()
         }
