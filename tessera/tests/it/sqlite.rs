@@ -362,24 +362,31 @@ async fn a_write_stuck_behind_another_process_times_out_and_never_lands_later() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sessions.db");
     let options = SqliteOptions {
-        timeout: Duration::from_millis(400),
+        timeout: Duration::from_millis(1000),
         queue_limit: 1,
         ..SqliteOptions::default()
     };
     let store = SqliteStore::open(&path, options).await.unwrap();
     let layer = SessionLayer::new(store.clone(), crate::support::config()).unwrap();
     let addr = crate::support::serve(crate::support::routes().layer(layer)).await;
-    let first = crate::support::get(addr, "/increment", None).await;
+    // A loaded machine may make even this first write miss the short timeout: try again.
+    let mut first = crate::support::get(addr, "/increment", None).await;
+    for _ in 0..20 {
+        if first.status == 200 {
+            break;
+        }
+        first = crate::support::get(addr, "/increment", None).await;
+    }
     let cookie = first.cookie().unwrap();
     let id = SessionId::parse(&first.cookie_id().unwrap()).unwrap();
 
-    // Another process's write transaction, held for 1.5 s.
+    // Another process's write transaction, held three times the store's timeout.
     let (locked, is_locked) = std::sync::mpsc::channel();
     let holder = std::thread::spawn(move || {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch("BEGIN IMMEDIATE").unwrap();
         locked.send(()).unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(3000));
         conn.execute_batch("COMMIT").unwrap();
     });
     is_locked.recv().unwrap();
