@@ -173,7 +173,7 @@ impl Engine {
         loaded
     }
 
-    fn check_cookie(&self, cookie: &mut CookieData) {
+    pub(crate) fn check_cookie(&self, cookie: &mut CookieData) {
         let host_prefix = self.prefix == Some(CookiePrefix::Host);
         // A missing path is replaced too, as express's `Cookie` gives every loaded cookie
         // a path.

@@ -100,6 +100,11 @@ mod cookie;
 mod engine;
 mod error;
 pub mod events;
+// Entry points to private parsers for the fuzz targets in `fuzz/` (cargo-fuzz builds with
+// `--cfg fuzzing`); not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 mod js_number;
 mod layer;

@@ -136,7 +136,7 @@ impl Record {
 
     /// Reads a record from the JSON express-session and connect-redis store.
     pub fn from_json(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let sheltered = shelter_lone_surrogates(bytes);
+        let sheltered = shelter_lone_surrogates(bytes)?;
         let json = sheltered.as_deref().unwrap_or(bytes);
         // Straight from the text into the record: no tree of the whole document first.
         // Anything that does not fit (not an object, a `cookie` that is not one) takes the
@@ -508,21 +508,26 @@ const SHELTER_BASE: u32 = 0x10_F800;
 /// round-trips byte for byte. `None` (no copy) when there is no lone surrogate.
 ///
 /// A handler reading such a string sees the private-use character in place of the half
-/// emoji. A record that holds both a lone surrogate and a genuine character of that
-/// private-use block would have the latter written back as a surrogate too.
-fn shelter_lone_surrogates(json: &[u8]) -> Option<Vec<u8>> {
+/// emoji. The stand-ins must stand for nothing else: a document that holds lone
+/// surrogates *and* genuine characters of that block (raw, or escaped as a pair) is
+/// refused as not JSON, as it was before sheltering, since they could not be told apart
+/// when written (a genuine U+10F800 would go back as a lone `\ud800`, or merge with a
+/// following lone low surrogate into another character). A handler that stores such a
+/// character in a record that holds sheltered surrogates still has it written back as a
+/// surrogate.
+fn shelter_lone_surrogates(json: &[u8]) -> Result<Option<Vec<u8>>, DecodeError> {
     let has_surrogate_escape = json
         .windows(3)
         .any(|w| w[0] == b'\\' && w[1] == b'u' && (w[2] == b'd' || w[2] == b'D'));
     if !has_surrogate_escape {
-        return None;
+        return Ok(None);
     }
     let hex4 = |at: usize| -> Option<u32> {
         let digits = json.get(at..at + 4)?;
         u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
     };
     let mut out = Vec::with_capacity(json.len());
-    let (mut i, mut in_string, mut changed) = (0, false, false);
+    let (mut i, mut in_string, mut changed, mut genuine) = (0, false, false, false);
     while i < json.len() {
         let b = json[i];
         if !in_string || b != b'\\' {
@@ -539,6 +544,8 @@ fn shelter_lone_surrogates(json: &[u8]) -> Option<Vec<u8>> {
                     && json.get(i + 6..i + 8) == Some(b"\\u".as_slice())
                     && hex4(i + 8).is_some_and(|low| (0xDC00..0xE000).contains(&low));
                 if paired {
+                    // U+10F800..U+10FFFF, escaped: \udbfe or \udbff and any low half.
+                    genuine |= unit >= 0xDBFE;
                     out.extend_from_slice(&json[i..i + 12]);
                     i += 12;
                     continue;
@@ -556,7 +563,16 @@ fn shelter_lone_surrogates(json: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(&json[i..(i + 2).min(json.len())]);
         i += 2;
     }
-    changed.then_some(out)
+    // U+10F800..U+10FFFF, raw: F4 8F A0..BF and a continuation byte.
+    genuine |= json
+        .windows(3)
+        .any(|w| w[0] == 0xF4 && w[1] == 0x8F && (0xA0..=0xBF).contains(&w[2]));
+    if changed && genuine {
+        return Err(DecodeError::Json(serde::de::Error::custom(
+            "lone surrogates in a document that also holds characters U+10F800..U+10FFFF, which stand for them while it is read",
+        )));
+    }
+    Ok(changed.then_some(out))
 }
 
 /// Writes sheltered surrogates back as the `\uXXXX` escapes JavaScript wrote.
@@ -701,6 +717,44 @@ mod tests {
             Some("\\ud83d"),
             "an escaped backslash is no escape"
         );
+    }
+
+    /// Found with the `record` fuzz target (fuzz/): the characters that stand for lone
+    /// surrogates while a record is read (U+10F800..U+10FFFF) were taken for sheltered
+    /// surrogates when the document also held them genuinely. The genuine U+10F800 came
+    /// back as a lone `\ud800`, and next to a lone low surrogate as one other character
+    /// (`\ud800\udc00`, U+10000): data Node reads differently from what it wrote.
+    #[test]
+    fn sheltered_surrogates_never_stand_for_genuine_characters() {
+        for json in [
+            r#"{"cookie":{},"a":"\udbfe\udc00\udc00"}"#,
+            r#"{"cookie":{},"a":"\udbff\udfff","b":"\ud800"}"#,
+            "{\"cookie\":{},\"a\":\"\u{10f800}\",\"b\":\"\\ud800\"}",
+            "{\"\u{10ffff}\":{},\"cookie\":{},\"b\":\"\\udfff\"}",
+        ] {
+            assert!(
+                matches!(
+                    Record::from_json(json.as_bytes()),
+                    Err(DecodeError::Json(_))
+                ),
+                "{json}"
+            );
+        }
+        // Without a lone surrogate they are ordinary characters, raw or escaped.
+        for (json, chars) in [
+            (
+                "{\"cookie\":{\"originalMaxAge\":null,\"expires\":null},\"a\":\"\u{10f800}\u{10ffff}\"}",
+                "\u{10f800}\u{10ffff}",
+            ),
+            (
+                r#"{"cookie":{"originalMaxAge":null,"expires":null},"a":"\udbfe\udc00"}"#,
+                "\u{10f800}",
+            ),
+        ] {
+            let record = Record::from_json(json.as_bytes()).unwrap();
+            assert_eq!(record.data["a"], chars, "{json}");
+            assert_eq!(Record::from_json(&record.to_json()).unwrap(), record);
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ mod guarded;
 mod link;
 mod node;
 mod sentinel;
-mod url;
+pub(crate) mod url;
 
 pub use builder::{
     JsonSerializer, RedisStoreBuilder, Serializer, DEFAULT_COMMAND_TIMEOUT,

@@ -16,7 +16,7 @@ use super::node::{self, node_info, Node};
 
 /// What the resolver needs to find the master: the parsed `redis-sentinel://` URL.
 #[derive(Clone)]
-pub(super) struct SentinelPlan {
+pub(crate) struct SentinelPlan {
     /// Sentinel addresses; the one that last named a usable master goes first.
     pub(super) sentinels: Vec<(String, u16)>,
     pub(super) master_name: String,

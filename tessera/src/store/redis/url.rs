@@ -20,14 +20,14 @@ const SENTINEL_URL: &str =
 const CLUSTER_URL: &str = "redis-cluster://[user:password@]HOST:PORT,HOST:PORT,…";
 
 /// Where a builder's target points.
-pub(super) enum Plan {
+pub(crate) enum Plan {
     Standalone(Client, String),
     Sentinel(SentinelPlan, String),
     Cluster(ClusterPlan, String),
 }
 
 /// The parsed `redis-cluster://` URL.
-pub(super) struct ClusterPlan {
+pub(crate) struct ClusterPlan {
     pub(super) seeds: Vec<(String, u16)>,
     pub(super) auth: RedisConnectionInfo,
 }
@@ -59,6 +59,15 @@ impl MultiHostUrl {
             Some((authority, path)) => (authority, path),
             None => (rest, ""),
         };
+        // `redact` takes the user info to the last `@`, so that a password with an
+        // unescaped `/` or `?` is hidden. Read here, such a password would end at that
+        // `/` or `?` and its rest become the master name or an option, which the store's
+        // name and messages show: an `@` past the host list is refused instead.
+        if path.contains('@') || query.contains('@') {
+            return Err(bad(
+                "an `@` after the host list: %-escape it as %40, and a `/`, `?` or `#` in the password as %2F, %3F, %23",
+            ));
+        }
         let (userinfo, hosts) = match authority.rfind('@') {
             Some(at) => (Some(&authority[..at]), &authority[at + 1..]),
             None => (None, authority),
@@ -107,7 +116,7 @@ impl MultiHostUrl {
                     .parse::<u16>()
                     .ok()
                     .filter(|p| *p > 0)
-                    .ok_or_else(|| bad(&format!("{port:?} is not a port")))?,
+                    .ok_or_else(|| bad(&format!("{} is not a port", shown(port, url))))?,
             };
             if name.is_empty() {
                 return Err(bad("a host without a name"));
@@ -158,9 +167,32 @@ impl MultiHostUrl {
     }
 }
 
+/// `piece` of `url`, quoted for a message, when the redacted URL shows it anyway; `***`
+/// when it does not (it is then part of what `redact` takes for a credential).
+fn shown(piece: &str, url: &str) -> String {
+    if redact(url).contains(piece) {
+        format!("{piece:?}")
+    } else {
+        "***".to_owned()
+    }
+}
+
 /// Refuses what redis-rs would refuse less clearly.
 fn check_url(url: &str) -> Result<(), StoreError> {
-    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
+    let (scheme, rest) = url.split_once("://").unwrap_or_default();
+    // As for Sentinel and Cluster URLs (see `MultiHostUrl::parse`): redis-rs would end a
+    // password at an unescaped `/`, `?` or `#` and read its rest as the path, query or
+    // fragment, while `redact` hides up to the last `@`; the store would then name itself
+    // by what the password's start left as host and port. Unix socket URLs have no host
+    // and take an `@` in their `pass` option.
+    let tcp = matches!(scheme, "redis" | "valkey" | "rediss" | "valkeys");
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    if tcp && rest[authority_end..].contains('@') {
+        return Err(StoreError::Config(format!(
+            "{}: an `@` after the host: %-escape it as %40, and a `/`, `?` or `#` in the password as %2F, %3F, %23",
+            redact(url)
+        )));
+    }
     match scheme {
         "redis" | "valkey" | "redis+unix" | "valkey+unix" | "unix" => Ok(()),
         "rediss" | "valkeys" if cfg!(feature = "redis-tls") => Ok(()),
@@ -175,26 +207,74 @@ fn check_url(url: &str) -> Result<(), StoreError> {
     }
 }
 
-/// `url` with any password replaced by `***`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+/// Query options whose value is a credential, matched on the name's end: Sentinel's
+/// `sentinel_password`, redis-rs's `pass` for Unix sockets, and any other spelling a user
+/// may try.
+const CREDENTIAL_KEYS: &[&str] = &["password", "pass", "passwd", "pwd", "secret", "token"];
+
+/// `url` with its credentials replaced by `***`: the password of its user info (or the
+/// whole user info when it has no `:`, as a lone user name may be a token) and the value
+/// of every credential option.
+///
+/// Messages show the URL even when it does not parse, and they end up in logs, so what
+/// counts as a credential is read generously:
+/// - the user info ends at the *last* `@`, wherever it is: a password with an unescaped
+///   `/`, `?` or `#` (where a URL parser sees the path, query or fragment start) is still
+///   hidden;
+/// - options are looked for after every `?` and `&`, not only in the query a parser
+///   would find, and a value runs to the next `&`;
+/// - both are hidden when they overlap: an `@` inside a credential option cannot be told
+///   from the end of a user info whose password holds `&pass=`, so such a URL loses
+///   its host from the message too.
+pub(crate) fn redact(url: &str) -> String {
+    if !url.contains(['@', '?', '&']) {
         return url.to_owned();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***{}", &rest[at..])
-        }
-        None => url.to_owned(),
     }
+    let mut hidden = vec![false; url.len()];
+    let mut hide = |range: std::ops::Range<usize>| hidden[range].fill(true);
+    let start = url.find("://").map_or(0, |at| at + 3);
+    if let Some(at) = url[start..].rfind('@') {
+        let info = &url[start..start + at];
+        let from = info.find(':').map_or(0, |colon| colon + 1);
+        hide(start + from..start + at);
+    }
+    for (at, _) in url.match_indices(['?', '&']) {
+        let option = &url[at + 1..];
+        // To the next `&` only: the Sentinel and Cluster URL reader has no fragments, so
+        // a `#` is part of the value.
+        let end = option.find('&').unwrap_or(option.len());
+        let Some((name, _)) = option[..end].split_once('=') else {
+            continue;
+        };
+        let name = name.to_ascii_lowercase();
+        if CREDENTIAL_KEYS.iter().any(|key| name.ends_with(key)) {
+            hide(at + 1 + name.len() + 1..at + 1 + end);
+        }
+    }
+    // Each run of hidden bytes becomes one `***`. Runs start and end next to an ASCII
+    // delimiter or at the ends of the URL, so they are character boundaries.
+    let mut out = String::with_capacity(url.len());
+    let mut at = 0;
+    while at < url.len() {
+        let run = hidden[at..]
+            .iter()
+            .position(|&h| h != hidden[at])
+            .map_or(url.len(), |len| at + len);
+        if hidden[at] {
+            out.push_str("***");
+        } else {
+            out.push_str(&url[at..run]);
+        }
+        at = run;
+    }
+    out
 }
 
 // The builder's side: its target read into a plan by `connect` and `connect_lazy`, so a bad
 // URL is reported there as `StoreError::Config` (`builder` checks nothing).
 impl RedisStoreBuilder {
     /// What the target names: one server, a Sentinel-managed master, or a cluster.
-    pub(super) fn plan(&self) -> Result<Plan, StoreError> {
+    pub(crate) fn plan(&self) -> Result<Plan, StoreError> {
         let Target::Url(url) = &self.target else {
             let (client, name) = self.client()?;
             return Ok(Plan::Standalone(client, name));
@@ -217,8 +297,9 @@ impl RedisStoreBuilder {
                         "db" => {
                             let db = value.parse::<i64>().ok().filter(|db| *db >= 0).ok_or_else(|| {
                                 StoreError::Config(format!(
-                                    "{}: db must be a database number, not {value:?}; expected {SENTINEL_URL}",
-                                    redact(url)
+                                    "{}: db must be a database number, not {}; expected {SENTINEL_URL}",
+                                    redact(url),
+                                    shown(value, url)
                                 ))
                             })?;
                             data = data.set_db(db);
@@ -227,8 +308,9 @@ impl RedisStoreBuilder {
                         "sentinel_password" => sentinel_auth = sentinel_auth.set_password(value),
                         other => {
                             return Err(StoreError::Config(format!(
-                                "{}: unknown option {other:?}; a Sentinel URL takes db, sentinel_username and sentinel_password: {SENTINEL_URL}",
-                                redact(url)
+                                "{}: unknown option {}; a Sentinel URL takes db, sentinel_username and sentinel_password: {SENTINEL_URL}",
+                                redact(url),
+                                shown(other, url)
                             )))
                         }
                     }
@@ -329,6 +411,45 @@ mod tests {
         );
         assert_eq!(redact("redis://:secret@host"), "redis://:***@host");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
+    }
+
+    /// Found by the `store_url` fuzz target (fuzz/): a Sentinel password given as an
+    /// option, and a password with an unescaped `/` (which ends the authority for a URL
+    /// parser), were shown as they are in every message about the URL.
+    #[test]
+    fn redacts_credential_options_and_unescaped_passwords() {
+        for (given, shown) in [
+            (
+                "redis-sentinel://10.0.0.1:26379/mymaster?sentinel_password=v\0\0\0",
+                "redis-sentinel://10.0.0.1:26379/mymaster?sentinel_password=***",
+            ),
+            (
+                "redis-sentinel://h1/m?db=1&sentinel_password=p%40ss&sentinel_username=u",
+                "redis-sentinel://h1/m?db=1&sentinel_password=***&sentinel_username=u",
+            ),
+            // The last `@` may end a user info or sit in an option: both are hidden.
+            (
+                "redis-sentinel://h1/m?db=1&sentinel_password=p@ss&sentinel_username=u",
+                "redis-sentinel://***&sentinel_username=u",
+            ),
+            (
+                "redis://app:x/y?db=1&pass=secret@127.0.0.1:6379/2",
+                "redis://app:***",
+            ),
+            (
+                "redis+unix:///run/redis.sock?db=x&pass=secret",
+                "redis+unix:///run/redis.sock?db=x&pass=***",
+            ),
+            (
+                "redis://app:valkey://localhost@127.0.0.1:6379/2",
+                "redis://app:***@127.0.0.1:6379/2",
+            ),
+            ("redis://:pa/ss?w#rd@host:1/0", "redis://:***@host:1/0"),
+            ("redis://token@host", "redis://***@host"),
+            ("user:secret@host", "user:***@host"),
+        ] {
+            assert_eq!(redact(given), shown, "{given}");
+        }
     }
 
     fn hosts(list: &[(&str, u16)]) -> Vec<(String, u16)> {
@@ -449,6 +570,57 @@ mod tests {
                 "says what is expected: {message}"
             );
         }
+    }
+
+    /// Found by the `store_url` fuzz target (fuzz/): with an unescaped `/` or `?` in its
+    /// password, a Sentinel URL read the rest of the password as the master name or an
+    /// option, and showed it in the store's name and in messages, which `redact` (taking
+    /// the user info to the last `@`) hides.
+    #[test]
+    fn an_unescaped_password_is_not_read_as_hosts_path_or_options() {
+        for url in [
+            "redis-sentinel://app:1/xyzw@10.0.0.1:26379",
+            "redis-sentinel://app:1/mymaster?sentinel_username=abcd@10.0.0.1:26379",
+            "redis-sentinel://app:1?db=wxyz@10.0.0.1:26379/m",
+            "redis-sentinel://app:1?wxyz=1@10.0.0.1:26379/m",
+            "redis-cluster://app:wxyz?@10.0.0.1:7000",
+            "redis-cluster://app:7000/wxyz@10.0.0.1:7000",
+        ] {
+            let Err(StoreError::Config(message)) = plan_of(url) else {
+                panic!("{url} must be a Config error");
+            };
+            assert!(
+                !message.contains("wxyz") && !message.contains("abcd"),
+                "{message}"
+            );
+            assert!(message.contains("***"), "{message}");
+        }
+        // An `@` in an option is refused too (it cannot be told from the end of a user
+        // info), with the fix in the message.
+        let Err(StoreError::Config(message)) =
+            plan_of("redis-sentinel://h:26379/m?sentinel_password=p@ss")
+        else {
+            panic!("a Config error");
+        };
+        assert!(message.contains("%40"), "{message}");
+        assert!(!message.contains("p@ss"), "{message}");
+    }
+
+    /// The same for one server (found by the fuzz target too): redis-rs read the rest of
+    /// the password as the query, and the store named itself by the port, part of the
+    /// password.
+    #[test]
+    fn an_unescaped_password_is_not_read_as_a_port() {
+        for url in [
+            "redis://app:1234?x@127.0.0.1:6379/2",
+            "valkey://app:1234#x@127.0.0.1:6379/2",
+        ] {
+            let Err(StoreError::Config(message)) = plan_of(url) else {
+                panic!("{url} must be a Config error");
+            };
+            assert!(!message.contains("1234"), "{message}");
+        }
+        assert!(plan_of("redis+unix:///run/redis.sock?pass=p@ss").is_ok());
     }
 
     #[test]
