@@ -83,6 +83,13 @@
 //! Without `axum` the layer still works with any tower service: take the `Session` from
 //! the request's extensions.
 //!
+//! # Beside sessions
+//!
+//! Two small helpers for the pages a session serves: [`cross_origin`], a tower layer that
+//! refuses state-changing requests a browser says come from another origin (Go's
+//! `CrossOriginProtection`), with an optional per-session synchronizer token; and
+//! [`flash`], one-shot messages kept in the session across a POST-redirect-GET.
+//!
 //! # Examples
 //!
 //! The repository's `tessera/examples/` has small complete programs: `counter` (the example
@@ -97,9 +104,11 @@
 mod cache;
 pub mod config;
 mod cookie;
+pub mod cross_origin;
 mod engine;
 mod error;
 pub mod events;
+pub mod flash;
 // Entry points to private parsers for the fuzz targets in `fuzz/` (cargo-fuzz builds with
 // `--cfg fuzzing`); not part of the API.
 #[cfg(fuzzing)]

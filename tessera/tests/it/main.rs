@@ -12,3 +12,4 @@ mod sql_shared;
 mod sqlite;
 mod store_suite;
 mod support;
+mod web;
