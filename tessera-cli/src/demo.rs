@@ -10,8 +10,10 @@ use std::time::Duration;
 use axum::routing::get;
 use axum::Router;
 use clap::{ArgAction, Args, ValueEnum};
+use tessera::cross_origin::CrossOriginLayer;
 use tessera::{CookieSecure, SameSite, Session, SessionConfig, SessionError, SessionLayer};
 
+use crate::account;
 use crate::redact;
 use crate::stores::{self, StoreOptions};
 
@@ -160,7 +162,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let app = Router::new()
         .route("/", get(counter))
         .route("/logout", get(logout))
+        .merge(account::routes())
         .layer(layer)
+        // Outside the session layer: a refused request costs no session.
+        .layer(CrossOriginLayer::new())
         .route("/health", get(|| async { "ok" }))
         .route(
             "/metrics",

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod account;
 mod demo;
 mod redact;
 mod sessions;
