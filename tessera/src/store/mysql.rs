@@ -48,9 +48,7 @@ use time::OffsetDateTime;
 
 use super::admin::PAGE_SIZE;
 use super::sql::{self, PruneGuard};
-use super::{
-    Listed, Loaded, Page, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker,
-};
+use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker};
 use crate::id::SessionId;
 use crate::record::{Record, Ttl};
 
@@ -703,34 +701,27 @@ impl Store for MySqlStore {
                 .await?;
             let full = rows.len() == PAGE_SIZE;
             let now = now_s();
-            let mut page = Page::default();
-            let mut read = Vec::new();
-            for row in &rows {
-                let (Ok(sid), Ok(data), Ok(expires)) = (
+            // A row whose columns cannot be read is foreign too: an empty key never parses.
+            let (page, read) = super::admin::sql_page(rows.iter().map(|row| {
+                match (
                     column::<String>(row, 0),
                     column::<Option<Vec<u8>>>(row, 1),
                     column::<i64>(row, 2),
-                ) else {
-                    page.foreign += 1;
-                    continue;
-                };
-                after.clone_from(&sid);
-                let data = data.unwrap_or_default();
-                let session = SessionId::parse(&sid)
-                    .and_then(|id| Record::from_json(&data).ok().map(|r| (id, r)));
-                let Some((id, record)) = session else {
-                    page.foreign += 1;
-                    continue;
-                };
-                page.sessions.push(Listed {
-                    id,
-                    bytes: data.len(),
-                    ttl: Some(Duration::from_secs(
-                        u64::try_from(expires.saturating_sub(now)).unwrap_or(0),
-                    )),
-                    record,
-                });
-                read.push((sid, data));
+                ) {
+                    (Ok(sid), Ok(data), Ok(expires)) => {
+                        let left = u64::try_from(expires.saturating_sub(now)).unwrap_or(0);
+                        (
+                            sid,
+                            data.unwrap_or_default(),
+                            Some(Duration::from_secs(left)),
+                        )
+                    }
+                    _ => (String::new(), Vec::new(), None),
+                }
+            }));
+            // The next page starts after this one's last row, session or not.
+            if let Some(last) = rows.last().and_then(|row| column::<String>(row, 0).ok()) {
+                after = last;
             }
             let go_on = walker.page(&page);
             let mut deleted = 0;
