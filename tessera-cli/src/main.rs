@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod login;
 mod redact;
 mod sessions;
 mod stores;
@@ -20,7 +21,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the session demo: a view counter at `/`, `/logout` ends the session.
+    /// Serve the session demo: a view counter at `/`, `/logout` ends the session, and
+    /// sign-in with "sign out everywhere" (`/login`, `/sessions`, `/logout-everywhere`).
     Serve(demo::ServeArgs),
     /// Inspect and manage stored sessions.
     #[command(subcommand)]

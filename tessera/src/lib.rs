@@ -106,6 +106,7 @@ pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod id;
+pub mod index;
 mod js_number;
 mod layer;
 pub mod record;
@@ -117,6 +118,7 @@ pub use config::{ConfigError, CookieSecure, Priority, SameSite, SessionConfig, U
 pub use error::SessionError;
 pub use events::{EventKind, SessionEvent};
 pub use id::{IdError, SessionId};
+pub use index::{UserIndex, UserSession};
 pub use layer::{SecureConnection, SessionLayer, SessionService};
 pub use record::Record;
 #[cfg(feature = "axum")]

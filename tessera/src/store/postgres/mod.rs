@@ -60,8 +60,10 @@ use super::admin::PAGE_SIZE;
 use super::sql::{self, PruneGuard};
 use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker};
 use crate::id::SessionId;
+use crate::index::IndexEntry;
 use crate::record::{Record, Ttl};
 
+mod index;
 mod schema;
 
 use schema::{create_table_sql, shape_problems, Statements};
@@ -815,6 +817,31 @@ impl Store for PostgresStore {
             }))
         })
         .await
+    }
+
+    /// The index is a query on `sess` (see `index`): adding and removing entries has
+    /// nothing to do.
+    async fn index_add(
+        &self,
+        _key: &str,
+        _user: &str,
+        _id: &SessionId,
+        _expires: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn index_remove(
+        &self,
+        _key: &str,
+        _user: &str,
+        _id: &SessionId,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn index_entries(&self, key: &str, user: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.index_query(key, user).await
     }
 
     /// Every request-path call runs under [`PostgresOptions::timeout`], so the engine need

@@ -44,8 +44,10 @@ use tokio::sync::oneshot;
 
 use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker};
 use crate::id::SessionId;
+use crate::index::IndexEntry;
 use crate::record::{Record, Ttl};
 
+mod index;
 mod open;
 
 use open::{backend_error, connect};
@@ -796,6 +798,26 @@ impl Store for SqliteStore {
                 return Ok(walked);
             }
         }
+    }
+
+    /// A side table (see `index`); the expiry is the session's own, so refreshing an
+    /// entry writes nothing.
+    async fn index_add(
+        &self,
+        key: &str,
+        user: &str,
+        id: &SessionId,
+        _expires: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        self.index_insert(key, user, id).await
+    }
+
+    async fn index_remove(&self, key: &str, user: &str, id: &SessionId) -> Result<(), StoreError> {
+        self.index_delete(key, user, id).await
+    }
+
+    async fn index_entries(&self, key: &str, user: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.index_select(key, user).await
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {
