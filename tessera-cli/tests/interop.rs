@@ -91,6 +91,7 @@ for_each_peer!(
     node_writes_are_not_lost_to_concurrent_tessera_requests,
     node_keeps_the_creation_time_and_the_absolute_timeout_still_ends_the_session,
     a_node_session_gets_its_creation_time_when_tessera_first_saves_it,
+    a_node_logout_drops_the_session_from_the_users_list,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1213,4 +1214,30 @@ async fn a_node_session_gets_its_creation_time_when_tessera_first_saves_it(peer:
         parse_json(&servers.raw(&id))["_tessera"]["created"],
         created
     );
+}
+
+/// A user logged in twice on Tessera; one browser logs out on Node (express-session's
+/// `destroy`, a plain `DEL` behind the index's back): the user's list shows one session,
+/// and the stale entry is pruned from the index on the way.
+async fn a_node_logout_drops_the_session_from_the_users_list(peer: Peer) {
+    let servers = Servers::start(peer);
+    let (laptop, phone) = (browser(), browser());
+    for client in [&laptop, &phone] {
+        let reply = client
+            .post(format!("{}/login", servers.tessera.url()))
+            .form(&[("user", "olga")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.text().await.unwrap(), "Logged in as olga.");
+    }
+    let index = "tessera-index:user:olga";
+    assert_eq!(servers.redis.cli(&["ZCARD", index]), "2");
+    let out = get(&phone, &format!("{}/logout", servers.node.url())).await;
+    assert_eq!(out.body, LOGGED_OUT);
+    let listed = get(&laptop, &format!("{}/sessions", servers.tessera.url())).await;
+    let listed: Vec<Value> = serde_json::from_str(&listed.body).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["current"], true);
+    assert_eq!(servers.redis.cli(&["ZCARD", index]), "1", "pruned");
 }

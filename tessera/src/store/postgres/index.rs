@@ -11,11 +11,15 @@ use crate::id::SessionId;
 use crate::index::IndexEntry;
 use crate::store::StoreError;
 
-/// The statement, with the (quoted) table name in place.
-pub(super) fn statement(t: &str) -> String {
+/// The statement for the indexed key `key`, with the (quoted) table name in place. The
+/// key is written as a literal, not a parameter, so that an index on the expression
+/// (`CREATE INDEX … ((sess ->> 'userId'))`) matches it; `UserIndex::new` allows only
+/// letters, digits, `_`, `-` and `$` in it, and it is quoted all the same.
+fn statement(t: &str, key: &str) -> String {
+    let key = super::quote_literal(key);
     format!(
         "SELECT sid::text, (EXTRACT(EPOCH FROM expire::timestamptz) * 1000)::int8 \
-         FROM {t} WHERE expire >= to_timestamp($1) AND (sess ->> ($2::text)) = $3::text"
+         FROM {t} WHERE expire >= to_timestamp($1) AND (sess ->> {key}) = $2::text"
     )
 }
 
@@ -31,7 +35,7 @@ impl PostgresStore {
                 let conn = inner.checkout("index").await?;
                 let result = conn
                     .client()
-                    .query(&inner.sql.by_user, &[&now_s(), &key, &user])
+                    .query(&statement(&inner.table, key), &[&now_s(), &user])
                     .await;
                 conn.release();
                 result.map_err(|e| inner.error("index", &e))

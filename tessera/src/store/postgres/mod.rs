@@ -128,6 +128,8 @@ struct Inner {
     label: String,
     pool: Pool,
     sql: Statements,
+    /// The table's quoted name, for statements made per call (the per-user index's).
+    table: String,
     default_ttl: Duration,
     timeout: Duration,
     admin_timeout: Duration,
@@ -269,6 +271,7 @@ impl PostgresStore {
             label,
             pool,
             sql: Statements::new(&table),
+            table: table.clone(),
             default_ttl,
             timeout: options.timeout,
             admin_timeout: options.admin_timeout,

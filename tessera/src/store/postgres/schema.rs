@@ -19,8 +19,6 @@ pub(super) struct Statements {
     pub(super) delete_read: String,
     pub(super) inspect: String,
     pub(super) prune: String,
-    /// The per-user index's query (see `index`).
-    pub(super) by_user: String,
 }
 
 impl Statements {
@@ -78,7 +76,6 @@ impl Statements {
                  FROM {t} WHERE sid = $1 AND expire >= to_timestamp($2)"
             ),
             prune: format!("DELETE FROM {t} WHERE expire < to_timestamp($1)"),
-            by_user: super::index::statement(t),
         }
     }
 }
