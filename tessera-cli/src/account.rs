@@ -6,41 +6,41 @@
 //! `303 See Other` to `GET /account`, so a reload never submits it twice), and, in the
 //! demo's router, [`tessera::cross_origin`] in front of every POST route.
 //!
-//! `POST /login` is negotiated on `Accept`: a browser (`Accept` naming `text/html`) is
-//! redirected to `/account` with a flash; any other client (curl, scripts) gets
+//! The sign-in form posts to `POST /login` (in `login`), which is negotiated on `Accept`:
+//! a browser (`Accept` naming `text/html`, see [`wants_html`]) is redirected here with a
+//! flash ([`signed_in`], [`sign_in_refused`]); any other client (curl, scripts) gets
 //! `200 Logged in as NAME.` as plain text, as before there was an account page.
+//!
+//! The list of sessions is the per-user index's (`Session::user_sessions`): each row has a
+//! handle, never a session ID, and its "Sign out" button posts that handle to
+//! `/account/revoke`.
 //!
 //! The HTML is written here with one escaping helper, [`escape`], applied to everything
 //! that did not come from this file: user names, user agents, flash texts.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::extract::Form;
-use axum::http::header::{ACCEPT, CACHE_CONTROL, LOCATION, USER_AGENT};
+use axum::http::header::{ACCEPT, CACHE_CONTROL, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use tessera::flash::{self, Flash, Level};
+use tessera::signing::SessionHandle;
 use tessera::{Session, SessionError};
 use time::OffsetDateTime;
 
-/// The session key that says who is signed in (the one the session index is keyed on).
-pub const USER: &str = "user";
+use crate::login::USER_KEY as USER;
 
-/// The cookie lifetime of a "remember me" login.
-pub const REMEMBER_FOR: Duration = Duration::from_secs(30 * 24 * 60 * 60);
-
-/// The longest user name accepted, in characters.
-const MAX_NAME: usize = 64;
-
-/// The account routes: `GET /account`, `POST /login`, `POST /account/logout`.
+/// The account routes: `GET /account`, `POST /account/logout` (this device),
+/// `POST /account/revoke` (one session, by handle), `POST /account/revoke-all`.
 pub fn routes() -> Router {
     Router::new()
         .route("/account", get(account))
-        .route("/login", post(login))
         .route("/account/logout", post(logout))
+        .route("/account/revoke", post(revoke))
+        .route("/account/revoke-all", post(revoke_all))
 }
 
 /// One row of the sessions table, as plain data (filled from the session index).
@@ -59,12 +59,23 @@ pub struct SessionRow {
 }
 
 /// `GET /account`: the sign-in form, or who is signed in and their sessions.
-async fn account(session: Session, headers: HeaderMap) -> Result<Response, SessionError> {
+async fn account(session: Session) -> Result<Response, SessionError> {
     let flashes = flash::take(&session).await?;
     let page = match session.get::<String>(USER).await? {
         None => login_page(&flashes),
         Some(user) => {
-            let sessions = user_sessions(&session, &headers).await?;
+            let sessions: Vec<SessionRow> = session
+                .user_sessions()
+                .await?
+                .into_iter()
+                .map(|s| SessionRow {
+                    handle: s.handle.to_string(),
+                    device: s.device,
+                    created: s.created,
+                    last_active: s.last_active,
+                    current: s.current,
+                })
+                .collect();
             account_page(&user, &sessions, &flashes)
         }
     };
@@ -76,61 +87,36 @@ async fn account(session: Session, headers: HeaderMap) -> Result<Response, Sessi
     Ok(response)
 }
 
-/// The signed-in user's sessions, this one first. Until the store keeps a per-user index,
-/// only this session is known.
-async fn user_sessions(
-    _session: &Session,
-    headers: &HeaderMap,
-) -> Result<Vec<SessionRow>, SessionError> {
-    Ok(vec![SessionRow {
-        handle: String::new(),
-        device: user_agent(headers),
-        created: None,
-        last_active: Some(OffsetDateTime::now_utc()),
-        current: true,
-    }])
+/// After `POST /login` signed `user` in, for a browser: the notice, and back to the
+/// account page.
+pub async fn signed_in(
+    session: &Session,
+    user: &str,
+    remember: bool,
+) -> Result<Response, SessionError> {
+    let how = if remember {
+        "for 30 days on this device"
+    } else {
+        "until you close the browser"
+    };
+    flash::push(
+        session,
+        Level::Success,
+        format!("Signed in as {user}, {how}."),
+    )
+    .await?;
+    Ok(see_other("/account"))
 }
 
-/// `POST /login`, form fields `user` and `remember` (`on` when "remember me" is ticked;
-/// an unticked checkbox sends nothing): a new session (regenerate: no fixation) for
-/// `user`, kept 30 days with "remember me", else until the browser closes.
-async fn login(
-    session: Session,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Result<Response, SessionError> {
-    let html = wants_html(&headers);
-    let name = form.get("user").map(|u| u.trim()).unwrap_or_default();
-    if name.is_empty() || name.chars().count() > MAX_NAME || name.chars().any(char::is_control) {
-        let problem =
-            format!("A user name is 1 to {MAX_NAME} characters, none of them control characters.");
-        if html {
-            flash::push(&session, Level::Error, problem).await?;
-            return Ok(see_other("/account"));
-        }
-        return Ok((StatusCode::BAD_REQUEST, problem).into_response());
-    }
-    session.regenerate().await?;
-    session.insert(USER, name).await?;
-    let remember = form.get("remember").map(String::as_str) == Some("on");
-    session
-        .set_max_age(remember.then_some(REMEMBER_FOR))
-        .await?;
-    if html {
-        let how = if remember {
-            "for 30 days on this device"
-        } else {
-            "until you close the browser"
-        };
-        flash::push(
-            &session,
-            Level::Success,
-            format!("Signed in as {name}, {how}."),
-        )
-        .await?;
-        return Ok(see_other("/account"));
-    }
-    Ok(format!("Logged in as {name}.").into_response())
+/// After `POST /login` refused the form, for a browser: why, and back to the form.
+pub async fn sign_in_refused(session: &Session) -> Result<Response, SessionError> {
+    flash::push(
+        session,
+        Level::Error,
+        "A user name is 1 to 64 characters, none of them control characters.",
+    )
+    .await?;
+    Ok(see_other("/account"))
 }
 
 /// `POST /account/logout`: ends this session, and starts an empty one that carries the
@@ -141,6 +127,49 @@ async fn logout(session: Session) -> Result<Response, SessionError> {
     }
     session.regenerate().await?;
     flash::push(&session, Level::Info, "You are signed out on this device.").await?;
+    Ok(see_other("/account"))
+}
+
+/// `POST /account/revoke`, form field `session` (a handle from the list): ends that session
+/// of the signed-in user. A handle of someone else's session ends nothing.
+async fn revoke(
+    session: Session,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, SessionError> {
+    if session.get::<String>(USER).await?.is_none() {
+        return Ok(see_other("/account"));
+    }
+    let handle = form
+        .get("session")
+        .and_then(|h| h.parse::<SessionHandle>().ok());
+    let (level, text) = match handle {
+        None => (Level::Error, "That is not a session of yours."),
+        Some(handle) => match session.revoke(&handle).await? {
+            true => (Level::Success, "That session is signed out."),
+            false => (Level::Info, "That session had already ended."),
+        },
+    };
+    // Revoking the current session destroys it: then the notice starts a new session.
+    if matches!(session.get_value(USER).await, Err(SessionError::Destroyed)) {
+        session.regenerate().await?;
+    }
+    flash::push(&session, level, text).await?;
+    Ok(see_other("/account"))
+}
+
+/// `POST /account/revoke-all`: ends every session of the signed-in user, this one included,
+/// and starts an empty one that carries the notice.
+async fn revoke_all(session: Session) -> Result<Response, SessionError> {
+    if session.get::<String>(USER).await?.is_none() {
+        return Ok(see_other("/account"));
+    }
+    let ended = session.revoke_all(false).await?;
+    session.regenerate().await?;
+    let text = match ended {
+        1 => "Signed out of 1 session, this one.".to_owned(),
+        n => format!("Signed out everywhere: {n} sessions, this one included."),
+    };
+    flash::push(&session, Level::Info, text).await?;
     Ok(see_other("/account"))
 }
 
@@ -174,12 +203,6 @@ pub fn wants_html(headers: &HeaderMap) -> bool {
 /// `303 See Other` to `path`: the browser follows it with a GET.
 fn see_other(path: &'static str) -> Response {
     (StatusCode::SEE_OTHER, [(LOCATION, path)]).into_response()
-}
-
-fn user_agent(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(USER_AGENT)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// `text` made safe inside HTML text and double- or single-quoted attribute values.

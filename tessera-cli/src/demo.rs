@@ -1,7 +1,11 @@
 //! `tessera serve`: the demo app of the article, configured like it.
 //!
-//! `GET /` counts visits in the session; `GET /logout` destroys it. Options come from flags
-//! or the environment variables an Express deployment of the article would use.
+//! `GET /` counts visits in the session; `GET /logout` destroys it, as in the article.
+//! `POST /login`, `GET /sessions` and `POST /logout-everywhere` (in `login`) sign a user
+//! in and out everywhere, on the per-user index over the key `user`; `/account` (in
+//! `account`) is the same for a browser, as HTML forms. Every POST route is behind the
+//! cross-origin layer. Options come from flags or the environment variables an Express
+//! deployment of the article would use.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,9 +17,8 @@ use clap::{ArgAction, Args, ValueEnum};
 use tessera::cross_origin::CrossOriginLayer;
 use tessera::{CookieSecure, SameSite, Session, SessionConfig, SessionError, SessionLayer};
 
-use crate::account;
-use crate::redact;
 use crate::stores::{self, StoreOptions};
+use crate::{account, login, redact};
 
 /// Options of `tessera serve`.
 #[derive(Debug, Args)]
@@ -72,6 +75,15 @@ pub struct ServeArgs {
     /// Send the cookie with a fresh expiry on every response.
     #[arg(long, env = "SESSION_ROLLING")]
     rolling: bool,
+    /// Idle timeout: a session unused this many seconds expires. Sets the store TTL and
+    /// the cookie's max age to it and turns on --rolling, so each response renews the
+    /// browser's cookie too ("remember me" logins keep their 30 days).
+    #[arg(long, env = "IDLE_TIMEOUT", conflicts_with_all = ["ttl", "cookie_max_age"])]
+    idle_timeout: Option<u64>,
+    /// Absolute timeout: a session this many seconds old (since its login) ends, however
+    /// active. Off by default.
+    #[arg(long, env = "ABSOLUTE_TIMEOUT")]
+    absolute_timeout: Option<u64>,
     /// Milliseconds a store call may take before the request answers 503.
     #[arg(long, env = "STORE_TIMEOUT_MS", default_value_t = 3000)]
     store_timeout_ms: u64,
@@ -108,9 +120,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs the demo until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
+    if args.idle_timeout == Some(0) || args.absolute_timeout == Some(0) {
+        return Err(ServeError(
+            "--idle-timeout and --absolute-timeout take a number of seconds above 0".into(),
+        )
+        .into());
+    }
     let options = StoreOptions {
         prefix: args.prefix.clone(),
-        ttl: Duration::from_secs(args.ttl),
+        ttl: Duration::from_secs(args.idle_timeout.unwrap_or(args.ttl)),
         create: true,
     };
     let store = stores::open(&args.store, &options).await?;
@@ -140,7 +158,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
             SecureArg::Auto => CookieSecure::Auto,
         })
         .trust_proxy(args.trust_proxy)
-        .rolling(args.rolling)
+        .rolling(args.rolling || args.idle_timeout.is_some())
+        .index_by(login::USER_KEY)
         .store_timeout(Duration::from_millis(args.store_timeout_ms));
     config = match args.cookie_same_site {
         SameSiteArg::Lax => config.cookie_same_site(SameSite::Lax),
@@ -148,8 +167,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         SameSiteArg::None => config.cookie_same_site(SameSite::None),
         SameSiteArg::Unset => config.cookie_without_same_site(),
     };
-    if args.cookie_max_age > 0 {
-        config = config.cookie_max_age(Duration::from_secs(args.cookie_max_age));
+    match args.idle_timeout {
+        Some(idle) => config = config.cookie_max_age(Duration::from_secs(idle)),
+        None if args.cookie_max_age > 0 => {
+            config = config.cookie_max_age(Duration::from_secs(args.cookie_max_age));
+        }
+        None => {}
+    }
+    if let Some(limit) = args.absolute_timeout {
+        config = config.absolute_timeout(Duration::from_secs(limit));
     }
     let layer = SessionLayer::from_arc(store, config)?;
     // The library reports through the `metrics` facade; the demo installs the Prometheus
@@ -162,6 +188,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let app = Router::new()
         .route("/", get(counter))
         .route("/logout", get(logout))
+        .merge(login::routes())
         .merge(account::routes())
         .layer(layer)
         // Outside the session layer: a refused request costs no session.

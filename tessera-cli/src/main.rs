@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod account;
 mod demo;
+mod login;
 mod redact;
 mod sessions;
 mod stores;
@@ -21,7 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the session demo: a view counter at `/`, `/logout` ends the session.
+    /// Serve the session demo: a view counter at `/`, `/logout` ends the session, and
+    /// sign-in with "sign out everywhere" (`/login`, `/sessions`, `/logout-everywhere`).
     Serve(demo::ServeArgs),
     /// Inspect and manage stored sessions.
     #[command(subcommand)]

@@ -1,4 +1,5 @@
-//! `tessera sessions …`: count, list, sum up, show, destroy and clear stored sessions, on
+//! `tessera sessions …`: count, list, sum up, show, destroy and clear stored sessions, list
+//! and revoke one user's (through the per-user index, see `tessera::index`), on
 //! any store, through the `Store` trait's admin walk: page by page (SCAN on Redis, never
 //! KEYS; keyset pages on SQL), so memory stays bounded by one page whatever the store holds.
 //!
@@ -31,6 +32,10 @@ pub struct StoreArgs {
     /// clear) a whole database that other data shares.
     #[arg(long)]
     whole_database: bool,
+    /// The session key that names the user, as the application's `index_by` (the demo's
+    /// is `user`): for `user`, `revoke-user`, and the user in `list --json` and `stats`.
+    #[arg(long, env = "SESSION_INDEX_KEY", default_value = "user")]
+    index_key: String,
 }
 
 /// The `tessera sessions` commands.
@@ -71,6 +76,21 @@ pub enum SessionsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Print the session IDs of one user (from the per-user index, each checked against
+    /// the store), one a line.
+    User {
+        /// The user, as stored under the index key.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete every session of one user ("sign out everywhere"), and say how many.
+    RevokeUser {
+        /// The user, as stored under the index key.
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Delete every session, and nothing else (asks first, unless --yes).
     Clear {
         /// Do not ask for confirmation.
@@ -91,6 +111,8 @@ pub async fn run(command: SessionsCommand) -> Result<(), BoxError> {
         SessionsCommand::List { store, .. }
         | SessionsCommand::Show { store, .. }
         | SessionsCommand::Destroy { store, .. }
+        | SessionsCommand::User { store, .. }
+        | SessionsCommand::RevokeUser { store, .. }
         | SessionsCommand::Clear { store, .. } => store,
     };
     if args.prefix.is_empty() && is_redis(&args.store) && !args.whole_database {
@@ -107,6 +129,7 @@ pub async fn run(command: SessionsCommand) -> Result<(), BoxError> {
         // Inspecting must not create: a mistyped path is an error naming it.
         create: false,
     };
+    let index = tessera::UserIndex::new(args.index_key.clone())?;
     let store = stores::open(&args.store, &options).await?;
     let mut out = BufWriter::new(std::io::stdout());
     match command {
@@ -126,6 +149,7 @@ pub async fn run(command: SessionsCommand) -> Result<(), BoxError> {
                             "id": listed.id.as_str(),
                             "ttl": listed.ttl.map(|t| t.as_secs()),
                             "bytes": listed.bytes,
+                            "user": index.user_of(&listed.record),
                         });
                         writeln!(out, "{line}")?;
                     } else {
@@ -140,7 +164,7 @@ pub async fn run(command: SessionsCommand) -> Result<(), BoxError> {
         SessionsCommand::Stats(_) => {
             let mut stats = Stats::default();
             let walked = walk(&*store, false, None, |page| {
-                stats.add(page);
+                stats.add(page, &index);
                 Ok(())
             })
             .await?;
@@ -168,6 +192,15 @@ pub async fn run(command: SessionsCommand) -> Result<(), BoxError> {
             }
             store.destroy(&parsed).await?;
             writeln!(out, "destroyed {id}")?;
+        }
+        SessionsCommand::User { name, .. } => {
+            for session in index.sessions(&*store, &name).await? {
+                writeln!(out, "{}", session.id)?;
+            }
+        }
+        SessionsCommand::RevokeUser { name, .. } => {
+            let revoked = index.revoke_all(&*store, &name, None).await?;
+            writeln!(out, "revoked {revoked} sessions of {name}")?;
         }
         SessionsCommand::Clear { yes, dry_run, .. } => {
             let where_ = format!("{store:?} (prefix {:?})", options.prefix);
@@ -276,7 +309,17 @@ struct Stats {
     largest: usize,
     /// Sessions whose TTL is under 1 minute, 1 hour, 1 day, 1 week, then longer, then none.
     ttls: [u64; 6],
+    /// Sessions that name a user under the index key.
+    logged_in: u64,
+    /// Sessions per user, for the first [`USERS_COUNTED`] users met: memory stays bounded
+    /// whatever the store holds.
+    users: std::collections::HashMap<String, u64>,
+    /// Users met beyond [`USERS_COUNTED`].
+    more_users: bool,
 }
+
+/// How many distinct users `stats` counts sessions for (a few MiB at most).
+const USERS_COUNTED: usize = 50_000;
 
 const TTL_BUCKETS: [(&str, u64); 4] = [
     ("< 1 minute", 60),
@@ -286,8 +329,18 @@ const TTL_BUCKETS: [(&str, u64); 4] = [
 ];
 
 impl Stats {
-    fn add(&mut self, page: &Page) {
+    fn add(&mut self, page: &Page, index: &tessera::UserIndex) {
         for listed in &page.sessions {
+            if let Some(user) = index.user_of(&listed.record) {
+                self.logged_in += 1;
+                if let Some(n) = self.users.get_mut(&user) {
+                    *n += 1;
+                } else if self.users.len() < USERS_COUNTED {
+                    self.users.insert(user, 1);
+                } else {
+                    self.more_users = true;
+                }
+            }
             self.bytes += listed.bytes as u64;
             self.largest = self.largest.max(listed.bytes);
             let bucket = match listed.ttl {
@@ -319,6 +372,17 @@ impl Stats {
         for (label, count) in labels.zip(self.ttls) {
             writeln!(out, "  {label}: {count}")?;
         }
+        writeln!(out, "logged in: {}", self.logged_in)?;
+        if self.more_users {
+            writeln!(
+                out,
+                "users: more than {USERS_COUNTED} (counted the first {USERS_COUNTED})"
+            )?;
+        } else {
+            writeln!(out, "users: {}", self.users.len())?;
+        }
+        let most = self.users.values().max().copied().unwrap_or(0);
+        writeln!(out, "most sessions of one user: {most}")?;
         writeln!(out, "foreign keys skipped: {}", walked.foreign)
     }
 }

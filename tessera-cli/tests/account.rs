@@ -185,3 +185,76 @@ async fn cross_origin_posts_are_refused_and_the_article_routes_are_unchanged() {
         "Logged out successfully!"
     );
 }
+
+/// The account page's sign-out buttons: one session by handle (only the owner's), and
+/// everywhere.
+#[tokio::test]
+async fn the_account_forms_sign_out_one_session_or_all() {
+    let dir = TempDir::new().unwrap();
+    let server = start(&dir);
+    let (a, b, bob) = (client(), client(), client());
+    let login = format!("{}/login", server.url());
+    for (c, user) in [(&a, "user=ada"), (&b, "user=ada"), (&bob, "user=bob")] {
+        assert_eq!(post_form(c, login.clone(), user, &[]).await.status(), 200);
+    }
+    let sessions: serde_json::Value = serde_json::from_str(
+        &a.get(format!("{}/sessions", server.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let others: Vec<&str> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["current"] == false)
+        .map(|s| s["handle"].as_str().unwrap())
+        .collect();
+    assert_eq!(others.len(), 1, "{sessions}");
+    let field: &'static str = format!("session={}", others[0]).leak();
+    let revoke = format!("{}/account/revoke", server.url());
+    let page = |c: &reqwest::Client| {
+        let url = format!("{}/account", server.url());
+        let c = c.clone();
+        async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+
+    // bob cannot end ada's session with its handle; a malformed handle ends nothing.
+    assert_eq!(
+        post_form(&bob, revoke.clone(), field, &[]).await.status(),
+        303
+    );
+    assert!(page(&bob).await.contains("That session had already ended."));
+    assert!(page(&b)
+        .await
+        .contains("Signed in as <strong id=\"user-name\">ada"));
+    post_form(&a, revoke.clone(), "session=not-a-handle", &[]).await;
+    assert!(page(&a).await.contains("That is not a session of yours."));
+
+    // ada can, from her other session.
+    assert_eq!(
+        post_form(&a, revoke.clone(), field, &[]).await.status(),
+        303
+    );
+    let html = page(&a).await;
+    assert!(html.contains("That session is signed out."), "{html}");
+    assert_eq!(html.matches("<tr class=\"session").count(), 1, "{html}");
+    assert!(
+        page(&b).await.contains("action=\"/login\""),
+        "b is signed out"
+    );
+
+    // Everywhere: this session too; bob's stays.
+    post_form(&b, login.clone(), "user=ada", &[]).await;
+    let all = post_form(&a, format!("{}/account/revoke-all", server.url()), "", &[]).await;
+    assert_eq!(all.status(), 303);
+    let html = page(&a).await;
+    assert!(html.contains("Signed out everywhere: 2 sessions"), "{html}");
+    assert!(html.contains("action=\"/login\""), "{html}");
+    assert!(page(&b).await.contains("action=\"/login\""));
+    assert!(page(&bob).await.contains("user-name\">bob"));
+}

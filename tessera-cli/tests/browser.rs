@@ -37,7 +37,14 @@ fn chromium_scenarios() {
     files.sort();
     assert!(!files.is_empty(), "no *.test.mjs in browser/tests/");
 
+    // Only this run's screenshots in the folder.
     let artifacts = root.join("test-artifacts").join("browser");
+    match std::fs::remove_dir_all(&artifacts) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            panic!("cannot empty {}: {e}", artifacts.display())
+        }
+        _ => {}
+    }
     let output = Command::new("node")
         // One file at a time: each starts its own server and browsers, and the machine may
         // have two cores.

@@ -291,3 +291,122 @@ async fn two_instances_behind_nginx_share_sessions() {
     }
     nginx.stop();
 }
+
+/// `tessera sessions …` on `store` with `args`: its output, or a panic with its errors.
+fn sessions_cli(store: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(bin())
+        .arg("sessions")
+        .args(args)
+        .args(["--store", store, "--prefix", PREFIX])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Logs a fresh client in as `user` through the demo's form route.
+async fn log_in(url: &str, user: &str) -> reqwest::Client {
+    let client = browser();
+    let reply = client
+        .post(format!("{url}/login"))
+        .form(&[("user", user)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    client
+}
+
+/// GETs `path` until it answers something other than 503 (the failover's window).
+async fn get_through_failover(client: &reqwest::Client, url: &str) -> (u16, String) {
+    let start = Instant::now();
+    loop {
+        let reply = client
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        if let Ok(reply) = reply {
+            let status = reply.status().as_u16();
+            if status != 503 {
+                return (status, reply.text().await.unwrap());
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no answer but 503 for 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// On a Cluster the index key and the session keys live in different slots, so on
+/// different masters: the master holding a user's index key is killed, and once its
+/// replica is promoted the listing is still right (the replica had every entry), through
+/// the demo and through `tessera sessions user`, and revoking the user ends every session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_lists_a_users_sessions_right_after_a_master_failover() {
+    let mut cluster = Cluster::start(3, 1);
+    let dir = TempDir::new().unwrap();
+    let server = serve(&dir, &cluster.url());
+    let url = server.url();
+    let mut alice = Vec::new();
+    for _ in 0..6 {
+        alice.push(log_in(&url, "alice").await);
+    }
+    let bob = log_in(&url, "bob").await;
+    let listed = |body: &str| serde_json::from_str::<Vec<serde_json::Value>>(body).unwrap();
+    let (_, body) = get_through_failover(&alice[0], &format!("{url}/sessions")).await;
+    assert_eq!(listed(&body).len(), 6, "{body}");
+
+    // The index key's master: the one that answers for it rather than redirecting.
+    let key = "tessera-index:user:alice";
+    let masters = cluster.master_ports(cluster.nodes[0].port);
+    let owner = *masters
+        .iter()
+        .find(|&&port| test_support::redis_cli(port, &["ZCARD", key]) == "6")
+        .expect("a master holds alice's index with six entries");
+    // The index never sits under the session prefix.
+    for &port in &masters {
+        let under_prefix = test_support::redis_cli(port, &["KEYS", &format!("{PREFIX}*")]);
+        assert!(!under_prefix.contains("tessera-index"), "{under_prefix}");
+    }
+    let replica = cluster
+        .nodes
+        .iter()
+        .map(|n| n.port)
+        .find(|&p| {
+            test_support::redis_cli(p, &["INFO", "replication"])
+                .contains(&format!("master_port:{owner}"))
+        })
+        .expect("the owner has a replica");
+    wait_replica_caught_up(owner, replica);
+    cluster.node(owner).kill();
+    cluster.wait_ok(&[owner]);
+
+    let (status, body) = get_through_failover(&alice[3], &format!("{url}/sessions")).await;
+    assert_eq!(status, 200, "{body}\n{}", log_tail(&server));
+    assert_eq!(listed(&body).len(), 6, "{body}");
+    let seeds: Vec<String> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.port != owner)
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let store = format!("redis-cluster://{}", seeds.join(","));
+    assert_eq!(sessions_cli(&store, &["user", "alice"]).lines().count(), 6);
+    assert_eq!(
+        sessions_cli(&store, &["revoke-user", "alice"]),
+        "revoked 6 sessions of alice"
+    );
+    for client in &alice {
+        let (status, _) = get_through_failover(client, &format!("{url}/sessions")).await;
+        assert_eq!(status, 401, "signed out everywhere");
+    }
+    let (status, body) = get_through_failover(&bob, &format!("{url}/sessions")).await;
+    assert_eq!((status, listed(&body).len()), (200, 1), "bob stays");
+}

@@ -89,6 +89,9 @@ for_each_peer!(
     node_record_round_trips_through_tessera_codec,
     node_cookie_verifies_with_tessera_signing,
     node_writes_are_not_lost_to_concurrent_tessera_requests,
+    node_keeps_the_creation_time_and_the_absolute_timeout_still_ends_the_session,
+    a_node_session_gets_its_creation_time_when_tessera_first_saves_it,
+    a_node_logout_drops_the_session_from_the_users_list,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -204,8 +207,14 @@ fn start_tessera_with(
     extra: &[&str],
 ) -> TesseraServer {
     let (url, max_age) = (redis.url(), max_age_secs.to_string());
-    // `--secrets`, the comma-separated list, as the Node app's SESSION_SECRET is.
-    let mut args = vec![
+    // `--secrets`, the comma-separated list, as the Node app's SESSION_SECRET is. The
+    // absolute timeout is on (a day, unless a flow sets its own): its creation time
+    // must ride along in every session Node saves.
+    let mut args = vec![];
+    if !extra.contains(&"--absolute-timeout") {
+        args.extend_from_slice(&["--absolute-timeout", "86400"]);
+    }
+    args.extend_from_slice(&[
         "--store",
         &url,
         "--secrets",
@@ -216,7 +225,7 @@ fn start_tessera_with(
         "3600",
         "--cookie-max-age",
         &max_age,
-    ];
+    ]);
     args.extend_from_slice(extra);
     TesseraServer::start(
         Path::new(env!("CARGO_BIN_EXE_tessera")),
@@ -433,6 +442,21 @@ fn split_cookie(json: &str) -> (&str, &str) {
     (&cookie[..end], &cookie[end..])
 }
 
+/// `raw` without the creation time Tessera appends to a session Node created (the
+/// absolute timeout is on): `,"_tessera":{"created":…}` at the very end, and nothing else.
+fn without_creation_time(raw: &str) -> String {
+    let Some(at) = raw.rfind(r#","_tessera":{"created":"#) else {
+        return raw.to_owned();
+    };
+    let tail = &raw[at + r#","_tessera":{"created":"#.len()..];
+    let digits = tail.trim_end_matches("}}");
+    assert!(
+        tail.ends_with("}}") && digits.bytes().all(|b| b.is_ascii_digit()),
+        "only the creation time is appended: {raw}"
+    );
+    format!("{}}}", &raw[..at])
+}
+
 fn parse_json(json: &str) -> Value {
     serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json:?}"))
 }
@@ -452,7 +476,16 @@ fn keys_of(value: &Value) -> Vec<&str> {
 fn assert_stored_shape(servers: &Servers, id: &str, views: u64, max_age: i64, who: &str) {
     let raw = servers.raw(id);
     let stored = parse_json(&raw);
-    assert_eq!(keys_of(&stored), ["cookie", "views"], "{who} wrote {raw}");
+    // Tessera's reserved member rides along, wherever the writer put it.
+    let mut keys = keys_of(&stored);
+    if let Some(at) = keys.iter().position(|k| *k == "_tessera") {
+        keys.remove(at);
+        assert!(
+            stored["_tessera"]["created"].as_i64().is_some(),
+            "{who} wrote {raw}"
+        );
+    }
+    assert_eq!(keys, ["cookie", "views"], "{who} wrote {raw}");
     assert_eq!(stored["views"].as_u64(), Some(views), "{who} wrote {raw}");
     let cookie = &stored["cookie"];
     assert_eq!(
@@ -657,7 +690,7 @@ async fn every_json_kind_survives_a_tessera_write(peer: Peer) {
     let tessera = get(&browser, &format!("{}/", servers.tessera.url())).await;
     assert_eq!(tessera.body, visited(2));
 
-    let raw_after = servers.raw(&id);
+    let raw_after = without_creation_time(&servers.raw(&id));
     let (cookie_after, data_after) = split_cookie(&raw_after);
     let expected = data_before.replacen(r#","views":1,"#, r#","views":2,"#, 1);
     assert_eq!(
@@ -670,7 +703,7 @@ async fn every_json_kind_survives_a_tessera_write(peer: Peer) {
         "cookie member order\n  before: {cookie_before}\n  after:  {cookie_after}"
     );
 
-    let node_after = get(&browser, &format!("{node}/session")).await.body;
+    let node_after = without_creation_time(&get(&browser, &format!("{node}/session")).await.body);
     assert_eq!(
         split_cookie(&node_after).1,
         expected,
@@ -946,7 +979,7 @@ async fn node_session_with_a_lone_surrogate_continues_on_tessera() {
         "Tessera continues Node's session; stored: {raw_before}"
     );
     assert_eq!(servers.session_keys(), [key(&id)], "no second session");
-    let raw_after = servers.raw(&id);
+    let raw_after = without_creation_time(&servers.raw(&id));
     assert!(
         raw_after.ends_with(r#","views":2,"truncated":"\ud83d"}"#),
         "{raw_after}"
@@ -1116,4 +1149,95 @@ async fn node_writes_are_not_lost_to_concurrent_tessera_requests(peer: Peer) {
             "the Node app's key node{n} was lost ({tessera_requests} Tessera requests ran): {stored}"
         );
     }
+}
+
+/// The creation time Tessera stores (`_tessera.created`) survives Node saving the
+/// session, and the absolute timeout then ends it on Tessera however active it was.
+async fn node_keeps_the_creation_time_and_the_absolute_timeout_still_ends_the_session(peer: Peer) {
+    let redis = RedisServer::start();
+    let node = start_node(&redis, peer, SECRET, DAY as u64);
+    let tessera = start_tessera_with(&redis, SECRET, DAY as u64, &["--absolute-timeout", "4"]);
+    let servers = Servers {
+        redis,
+        node,
+        tessera,
+    };
+    let browser = browser();
+    let started = std::time::Instant::now();
+    let first = get(&browser, &format!("{}/", servers.tessera.url())).await;
+    assert_eq!(first.body, WELCOME);
+    let id = first.session_cookie().id();
+    let created = parse_json(&servers.raw(&id))["_tessera"]["created"].clone();
+    assert!(created.as_i64().is_some(), "{}", servers.raw(&id));
+    for n in 2..=3 {
+        let reply = get(&browser, &format!("{}/", servers.node.url())).await;
+        assert_eq!(reply.body, visited(n));
+    }
+    let after_node = parse_json(&servers.raw(&id));
+    assert_eq!(after_node["views"], 3, "Node saved it");
+    assert_eq!(
+        after_node["_tessera"]["created"], created,
+        "Node kept the creation time"
+    );
+    let reply = get(&browser, &format!("{}/", servers.tessera.url())).await;
+    assert_eq!(reply.body, visited(4), "within the absolute timeout");
+    tokio::time::sleep(
+        Duration::from_secs(4).saturating_sub(started.elapsed()) + Duration::from_millis(300),
+    )
+    .await;
+    let reply = get(&browser, &format!("{}/", servers.tessera.url())).await;
+    assert_eq!(
+        reply.body, WELCOME,
+        "a new session past the absolute timeout"
+    );
+    assert!(!servers.exists(&id), "the old session was deleted");
+}
+
+/// A session Node created has no creation time; Tessera gives it one the first time it
+/// loads it (and saves it), and counts the absolute timeout from then.
+async fn a_node_session_gets_its_creation_time_when_tessera_first_saves_it(peer: Peer) {
+    let servers = Servers::start(peer);
+    let browser = browser();
+    let first = get(&browser, &format!("{}/", servers.node.url())).await;
+    assert_eq!(first.body, WELCOME);
+    let id = first.session_cookie().id();
+    assert!(parse_json(&servers.raw(&id)).get("_tessera").is_none());
+    let before = OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let reply = get(&browser, &format!("{}/", servers.tessera.url())).await;
+    assert_eq!(reply.body, visited(2));
+    let stored = parse_json(&servers.raw(&id));
+    let created = stored["_tessera"]["created"].as_i64().expect("stamped");
+    assert!(created >= before - 1000, "{stored}");
+    let reply = get(&browser, &format!("{}/", servers.node.url())).await;
+    assert_eq!(reply.body, visited(3));
+    assert_eq!(
+        parse_json(&servers.raw(&id))["_tessera"]["created"],
+        created
+    );
+}
+
+/// A user logged in twice on Tessera; one browser logs out on Node (express-session's
+/// `destroy`, a plain `DEL` behind the index's back): the user's list shows one session,
+/// and the stale entry is pruned from the index on the way.
+async fn a_node_logout_drops_the_session_from_the_users_list(peer: Peer) {
+    let servers = Servers::start(peer);
+    let (laptop, phone) = (browser(), browser());
+    for client in [&laptop, &phone] {
+        let reply = client
+            .post(format!("{}/login", servers.tessera.url()))
+            .form(&[("user", "olga")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.text().await.unwrap(), "Logged in as olga.");
+    }
+    let index = "tessera-index:user:olga";
+    assert_eq!(servers.redis.cli(&["ZCARD", index]), "2");
+    let out = get(&phone, &format!("{}/logout", servers.node.url())).await;
+    assert_eq!(out.body, LOGGED_OUT);
+    let listed = get(&laptop, &format!("{}/sessions", servers.tessera.url())).await;
+    let listed: Vec<Value> = serde_json::from_str(&listed.body).unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["current"], true);
+    assert_eq!(servers.redis.cli(&["ZCARD", index]), "1", "pruned");
 }

@@ -269,6 +269,7 @@ for_each_database!(
     tessera_runs_on_a_table_node_created,
     both_store_the_same_row_shape_and_expiry,
     tessera_sessions_manages_node_sessions,
+    a_user_logged_in_on_node_is_listed_and_signed_out_by_tessera,
 );
 
 /// Starts servers off the test's runtime (starting a database blocks for a second or so).
@@ -383,7 +384,11 @@ async fn both_store_the_same_row_shape_and_expiry(kind: Kind) {
         let value: Value = serde_json::from_str(json).unwrap();
         value.as_object().unwrap().keys().cloned().collect()
     };
-    assert_eq!(keys(&by_node.0), keys(&by_tessera.0));
+    // Tessera adds only its reserved member: the creation time it stamps on a session
+    // Node created, for the absolute timeout and the user's list of sessions.
+    let mut tessera_keys = keys(&by_tessera.0);
+    assert_eq!(tessera_keys.pop().as_deref(), Some("_tessera"));
+    assert_eq!(keys(&by_node.0), tessera_keys);
     let cookie = |json: &str| -> Vec<String> {
         let value: Value = serde_json::from_str(json).unwrap();
         value["cookie"]
@@ -422,4 +427,48 @@ async fn tessera_sessions_manages_node_sessions(kind: Kind) {
     });
     let s = admin.await.unwrap();
     assert_eq!(counter_views(&get(&client, &s.node("/")).await), 1);
+}
+
+/// The SQL stores' index is a query on the stored JSON, so a session the Node app logged
+/// in (`req.session.user = …`) is one of the user's sessions for Tessera too: listed
+/// beside a Tessera login, and ended by "sign out everywhere".
+async fn a_user_logged_in_on_node_is_listed_and_signed_out_by_tessera(kind: Kind) {
+    let s = servers(kind, Creator::Tessera).await;
+    let on_node = browser();
+    get(&on_node, &s.node("/")).await;
+    assert_eq!(
+        get(&on_node, &s.node("/set?key=user&value=nora")).await,
+        "set"
+    );
+    let on_tessera = browser();
+    let login = on_tessera
+        .post(s.tessera("/login"))
+        .form(&[("user", "nora")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.text().await.unwrap(), "Logged in as nora.");
+    let listed = get(&on_tessera, &s.tessera("/sessions")).await;
+    let listed: Vec<Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let node_id = get(&on_node, &s.node("/id")).await;
+    let s = tokio::task::spawn_blocking(move || {
+        let ids = sessions(&s, &["user", "nora"]);
+        assert!(ids.lines().any(|id| id == node_id), "{ids}");
+        s
+    })
+    .await
+    .unwrap();
+    let ended = on_tessera
+        .post(s.tessera("/logout-everywhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.text().await.unwrap(), "Signed out of 2 sessions.");
+    assert_eq!(s.rows(), 0, "both rows deleted");
+    assert_eq!(
+        counter_views(&get(&on_node, &s.node("/")).await),
+        1,
+        "a new session on Node"
+    );
 }

@@ -126,6 +126,9 @@ pub enum ConfigError {
         /// What to change.
         fix: &'static str,
     },
+    /// The key given to [`SessionConfig::index_by`] cannot be indexed.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexKeyError),
     /// An attribute value would break the `Set-Cookie` header.
     #[error("cookie {attribute} {value:?} is not valid: no `;`, spaces or control characters")]
     Attribute {
@@ -191,6 +194,10 @@ pub struct SessionConfig {
     pub(crate) max_record_bytes: Option<usize>,
     pub(crate) subscriber: Option<crate::events::Subscriber>,
     pub(crate) id_generator: Option<IdGenerator>,
+    pub(crate) absolute_timeout: Option<Duration>,
+    /// The indexed key as given; checked by `validate`, which makes `index`.
+    pub(crate) index_key: Option<String>,
+    pub(crate) index: Option<crate::index::UserIndex>,
     pub(crate) cookie: CookieConfig,
 }
 
@@ -225,6 +232,9 @@ impl Default for SessionConfig {
             max_record_bytes: Some(DEFAULT_MAX_RECORD_BYTES),
             subscriber: None,
             id_generator: None,
+            absolute_timeout: None,
+            index_key: None,
+            index: None,
             cookie: CookieConfig {
                 path: "/".into(),
                 domain: None,
@@ -401,6 +411,40 @@ impl SessionConfig {
         subscriber: impl Fn(&crate::SessionEvent) + Send + Sync + 'static,
     ) -> Self {
         self.subscriber = Some(crate::events::Subscriber(Arc::new(subscriber)));
+        self
+    }
+
+    /// Ends every session this long after it was created, or last regenerated (a login
+    /// starts a new session), however active it is: OWASP's absolute timeout. Off by
+    /// default.
+    ///
+    /// The idle timeout is the store's TTL, extended on every request (with
+    /// [`rolling`](Self::rolling), the cookie's too): a session unused for that long
+    /// expires. The absolute timeout caps a session that is never idle. A session past it
+    /// is deleted when it is next loaded, and the request goes on with a new, empty one.
+    ///
+    /// The creation time is stored in the session as `_tessera.created` (milliseconds since
+    /// the epoch), which express-session keeps when a Node app saves the session. A session
+    /// that lacks it (one a Node app created) is given the current time when Tessera first
+    /// loads it, and saved with it.
+    pub fn absolute_timeout(mut self, limit: Duration) -> Self {
+        self.absolute_timeout = Some(limit);
+        self
+    }
+
+    /// Keeps a per-user index over the top-level key `key` (for example `"userId"`): its
+    /// value (a string or a number) names the user. Then
+    /// [`Session::user_sessions`](crate::Session::user_sessions) lists the logged-in user's
+    /// sessions, [`Session::revoke`](crate::Session::revoke) and
+    /// [`Session::revoke_all`](crate::Session::revoke_all) end them, and admin tools use
+    /// [`UserIndex`](crate::UserIndex). See [`crate::index`] for how the index stays right
+    /// under expiry and foreign deletes.
+    ///
+    /// The key is checked by [`SessionLayer::new`](crate::SessionLayer::new): letters,
+    /// digits, `_`, `-` and `$`. Every store Tessera ships keeps an index; a store that
+    /// does not makes a login fail with 503.
+    pub fn index_by(mut self, key: impl Into<String>) -> Self {
+        self.index_key = Some(key.into());
         self
     }
 

@@ -100,10 +100,16 @@ impl Engine {
 
     /// Tells the subscriber, if any, that `kind` happened to the session `id`.
     pub(crate) fn emit(&self, kind: EventKind, id: Option<&SessionId>) {
+        self.emit_for(kind, id, None);
+    }
+
+    /// [`emit`](Self::emit), naming the session's user.
+    pub(crate) fn emit_for(&self, kind: EventKind, id: Option<&SessionId>, user: Option<String>) {
         if let Some(subscriber) = &self.config.subscriber {
             let event = SessionEvent {
                 kind,
                 handle: id.map(|id| self.secrets.handle(id)),
+                user,
                 at: OffsetDateTime::now_utc(),
             };
             (subscriber.0)(&event);

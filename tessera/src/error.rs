@@ -62,6 +62,10 @@ pub enum SessionError {
     /// 503 whatever the handler answered.
     #[error("the session cannot be used any more in this request: {0}")]
     Broken(&'static str),
+    /// A per-user index call ([`Session::user_sessions`](crate::Session::user_sessions),
+    /// `revoke`, `revoke_all`) without [`SessionConfig::index_by`](crate::SessionConfig::index_by).
+    #[error("no per-user index is configured: set SessionConfig::index_by")]
+    NoIndex,
     /// The operating system could not supply random bytes for a new ID, or the custom ID
     /// generator returned an ill-formed ID.
     #[error("cannot generate a session ID: {0}")]

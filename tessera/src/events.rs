@@ -2,9 +2,10 @@
 //!
 //! Events go to the subscriber the application registers with
 //! [`SessionConfig::on_event`](crate::SessionConfig::on_event): created, regenerated,
-//! destroyed, conflict and store error (revoked and expired come with the per-user index
-//! and the absolute timeout). Each carries the session's [`SessionHandle`], never its ID:
-//! the ID is a bearer credential and must not reach logs.
+//! destroyed, revoked (through the per-user index), expired (the absolute timeout),
+//! conflict and store error. Each carries the session's [`SessionHandle`], never its ID
+//! (the ID is a bearer credential and must not reach logs), and the user when the session
+//! is indexed.
 //!
 //! Metrics go through the [`metrics`] facade, so the application picks the exporter
 //! (Prometheus, StatsD, …); with no recorder installed each costs one atomic load.
@@ -17,6 +18,8 @@
 //! | `tessera_sessions_touched_total` | counter | |
 //! | `tessera_sessions_destroyed_total` | counter | |
 //! | `tessera_sessions_regenerated_total` | counter | |
+//! | `tessera_sessions_revoked_total` | counter | (ended through the per-user index) |
+//! | `tessera_sessions_expired_total` | counter | (ended by the absolute timeout) |
 //! | `tessera_commit_conflicts_total` | counter | (a guarded commit found the session changed) |
 //! | `tessera_commit_retries_total` | counter | (a merged commit tried again) |
 //! | `tessera_commit_gave_up_total` | counter | (a commit out of attempts: 503) |
@@ -42,6 +45,9 @@ pub struct SessionEvent {
     pub kind: EventKind,
     /// The session's handle (none for a store error before any session was known).
     pub handle: Option<SessionHandle>,
+    /// The user the session belongs to, when the per-user index is on and the session
+    /// named one (see [`SessionConfig::index_by`](crate::SessionConfig::index_by)).
+    pub user: Option<String>,
     /// When.
     pub at: OffsetDateTime,
 }
@@ -60,6 +66,11 @@ pub enum EventKind {
     },
     /// `destroy()` deleted the session (a logout).
     Destroyed,
+    /// The session was ended through the per-user index: `revoke`, `revoke_all` ("sign
+    /// out everywhere").
+    Revoked,
+    /// The session reached the absolute timeout and was deleted when next loaded.
+    Expired,
     /// A guarded commit found the session changed by another writer and merged this
     /// request's changes into what that writer stored; `saved` says whether a commit then
     /// succeeded (false: out of attempts, 503, or the session was gone).
@@ -88,6 +99,9 @@ impl SessionEvent {
             "session": self.handle.as_ref().map(SessionHandle::as_str),
             "at": at,
         });
+        if let (Some(user), Value::Object(map)) = (&self.user, &mut object) {
+            map.insert("user".into(), user.as_str().into());
+        }
         if let Value::Object(map) = &mut object {
             match &self.kind {
                 EventKind::Regenerated { old } => {
@@ -101,7 +115,10 @@ impl SessionEvent {
                     map.insert("op".into(), (*op).into());
                     map.insert("timeout".into(), (*timeout).into());
                 }
-                EventKind::Created | EventKind::Destroyed => {}
+                EventKind::Created
+                | EventKind::Destroyed
+                | EventKind::Revoked
+                | EventKind::Expired => {}
             }
         }
         object
@@ -109,13 +126,15 @@ impl SessionEvent {
 }
 
 impl EventKind {
-    /// The event's name in logs: `created`, `regenerated`, `destroyed`, `conflict`,
-    /// `store_error`.
+    /// The event's name in logs: `created`, `regenerated`, `destroyed`, `revoked`,
+    /// `expired`, `conflict`, `store_error`.
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::Created => "created",
             EventKind::Regenerated { .. } => "regenerated",
             EventKind::Destroyed => "destroyed",
+            EventKind::Revoked => "revoked",
+            EventKind::Expired => "expired",
             EventKind::Conflict { .. } => "conflict",
             EventKind::StoreError { .. } => "store_error",
         }

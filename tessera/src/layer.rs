@@ -43,8 +43,12 @@ impl SessionLayer {
 
     /// Like [`new`](Self::new), for a store already behind an `Arc` (shared with other
     /// code, or chosen at run time as `Arc<dyn Store>`).
-    pub fn from_arc(store: Arc<dyn Store>, config: SessionConfig) -> Result<Self, ConfigError> {
+    pub fn from_arc(store: Arc<dyn Store>, mut config: SessionConfig) -> Result<Self, ConfigError> {
         config.validate()?;
+        config.index = match config.index_key.as_deref() {
+            Some(key) => Some(crate::index::UserIndex::new(key)?),
+            None => None,
+        };
         let secrets = Secrets::new(&config.secrets)?;
         Ok(SessionLayer {
             engine: Arc::new(Engine::new(store, config, secrets)),

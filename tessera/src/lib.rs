@@ -115,6 +115,7 @@ pub mod flash;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod id;
+pub mod index;
 mod js_number;
 mod layer;
 pub mod record;
@@ -126,6 +127,7 @@ pub use config::{ConfigError, CookieSecure, Priority, SameSite, SessionConfig, U
 pub use error::SessionError;
 pub use events::{EventKind, SessionEvent};
 pub use id::{IdError, SessionId};
+pub use index::{UserIndex, UserSession};
 pub use layer::{SecureConnection, SessionLayer, SessionService};
 pub use record::Record;
 #[cfg(feature = "axum")]

@@ -61,6 +61,27 @@ impl SessionHandle {
     }
 }
 
+/// A string that is not a session handle.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a session handle: expected 22 characters of base64url")]
+pub struct HandleError;
+
+impl std::str::FromStr for SessionHandle {
+    type Err = HandleError;
+
+    /// Reads a handle back from its text (a form field, a URL), checking only its shape.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let shaped = s.len() == 22
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if shaped {
+            Ok(SessionHandle(s.to_owned()))
+        } else {
+            Err(HandleError)
+        }
+    }
+}
+
 impl fmt::Display for SessionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -294,10 +294,14 @@ impl MariaDbServer {
     /// another port if one is taken meanwhile).
     pub fn start() -> Self {
         let dir = tempfile::tempdir().expect("temp dir for MariaDB");
+        // Its own temporary folder: servers installed at once in the shared /tmp have
+        // been seen to trip over each other's temporary tables.
+        std::fs::create_dir(dir.path().join("tmp")).expect("MariaDB's tmp folder");
         let mut install = Command::new("mariadb-install-db");
         install
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .arg(format!("--tmpdir={}", dir.path().join("tmp").display()))
             .arg(format!("--user={}", current_user()))
             .args([
                 "--auth-root-authentication-method=normal",
@@ -342,6 +346,7 @@ impl MariaDbServer {
         let child = Command::new(mariadbd())
             .arg("--no-defaults")
             .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .arg(format!("--user={}", current_user()))
             .arg(format!("--port={port}"))
             .arg("--bind-address=127.0.0.1")

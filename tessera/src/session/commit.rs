@@ -64,6 +64,7 @@ impl Session {
                 };
                 (id, record)
             };
+            self.index_before_write(&id, &record).await?;
             let outcome = engine
                 .call("save", engine.store.save(&id, &record, SaveMode::Create))
                 .await?;
@@ -71,7 +72,9 @@ impl Session {
                 SaveOutcome::Saved(version) => {
                     saved(&version);
                     metric::count("tessera_sessions_created_total");
-                    engine.emit(EventKind::Created, Some(&id));
+                    self.index_after_write(&id, &record).await;
+                    let user = lock(&self.inner.state).indexed_as.clone();
+                    engine.emit_for(EventKind::Created, Some(&id), user);
                     let mut state = lock(&self.inner.state);
                     state.stored_as = Some(id);
                     state.version = Some(version);
@@ -100,19 +103,21 @@ impl Session {
             return Ok(None);
         };
         let mode = SaveMode::Update { expected: None };
+        self.index_before_write(id, &record).await?;
         let outcome = engine
             .call("save", engine.store.save(id, &record, mode))
             .await?;
-        let mut state = lock(&self.inner.state);
         match outcome {
             SaveOutcome::Saved(version) => {
                 saved(&version);
+                self.index_after_write(id, &record).await;
+                let mut state = lock(&self.inner.state);
                 state.version = Some(version);
                 state.saved();
                 Ok(Some(()))
             }
             _ => {
-                state.gone();
+                lock(&self.inner.state).gone();
                 Ok(None)
             }
         }
@@ -169,6 +174,9 @@ impl Session {
             let mode = SaveMode::Update {
                 expected: expected.as_ref(),
             };
+            self.index_before_write(id, &record)
+                .await
+                .map_err(|e| (e, conflicts))?;
             let outcome = engine
                 .call("save", engine.store.save(id, &record, mode))
                 .await
@@ -176,6 +184,7 @@ impl Session {
             match outcome {
                 SaveOutcome::Saved(version) => {
                     saved(&version);
+                    self.index_after_write(id, &record).await;
                     *latest = Some(Latest {
                         record,
                         version: version.clone(),

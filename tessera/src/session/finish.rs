@@ -141,11 +141,15 @@ impl Session {
                 // request gave it.
                 return Ok(None);
             }
-        } else if is_stored && from_cookie && !lock(&self.inner.state).touched_on_load {
-            engine
-                .call("touch", engine.store.touch(&id, expires))
-                .await?;
-            crate::events::metric::count("tessera_sessions_touched_total");
+        } else if is_stored && from_cookie {
+            if !lock(&self.inner.state).touched_on_load {
+                engine
+                    .call("touch", engine.store.touch(&id, expires))
+                    .await?;
+                crate::events::metric::count("tessera_sessions_touched_total");
+            }
+            // Extended, by the load or just now: so is its index entry.
+            self.index_refresh(&id, expires).await;
         }
 
         // The ID may have changed if a Create clashed; the cookie member if a merge ran.

@@ -16,6 +16,7 @@ mod cookies;
 #[cfg(feature = "axum")]
 mod extract;
 mod finish;
+mod index;
 mod state;
 
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,7 @@ use crate::engine::Engine;
 use crate::error::SessionError;
 use crate::events::{metric, EventKind};
 use crate::id::SessionId;
+use crate::index::RESERVED_KEY;
 use crate::record::{to_millis, Data, Record};
 
 pub(crate) use cookies::RawCookies;
@@ -100,10 +102,19 @@ impl Session {
                         .map(|r| (id.clone(), r)),
                     None => None,
                 };
+                let now = OffsetDateTime::now_utc();
+                let stored = match stored {
+                    Some((id, loaded)) if self.past_absolute_timeout(&loaded.record, now) => {
+                        self.expire_absolute(&id, &loaded.record).await?;
+                        None
+                    }
+                    other => other,
+                };
                 let fresh = match &stored {
                     Some(_) => None,
                     None => Some(self.engine().new_id()?),
                 };
+                let config = &self.engine().config;
                 let mut state = lock(&self.inner.state);
                 match stored {
                     Some((id, loaded)) => {
@@ -111,23 +122,53 @@ impl Session {
                         if loaded.touched {
                             metric::count("tessera_sessions_touched_total");
                         }
+                        state.indexed_as = config
+                            .index
+                            .as_ref()
+                            .and_then(|i| i.user_of(&loaded.record));
                         state.id = Some(id.clone());
                         state.stored_as = Some(id);
                         state.record = Some(Arc::new(loaded.record));
                         state.version = Some(loaded.version);
                         state.touched_on_load = loaded.touched;
+                        let unstamped = state
+                            .record
+                            .as_ref()
+                            .is_some_and(|r| crate::index::created_at(r).is_none());
+                        if index::stamps_created(config) && unstamped {
+                            // A session from before the timeout was on, or from a Node
+                            // app: its clock starts now, and it is saved with it.
+                            let stamp =
+                                crate::index::with_created(state.data().get(RESERVED_KEY), now);
+                            state.data_mut().insert(RESERVED_KEY.to_owned(), stamp);
+                            state.changes.ours(RESERVED_KEY);
+                            state.changed();
+                        }
                     }
                     None => {
                         state.id = fresh;
-                        state.record = Some(Arc::new(Record::new(
-                            self.engine().config.new_cookie(self.inner.secure_request),
-                        )));
+                        state.record = Some(Arc::new(self.new_record(now)));
                     }
                 }
                 Ok::<(), SessionError>(())
             })
             .await
             .map(|_| ())
+    }
+
+    /// A new session's record: the configured cookie, and the creation time when the
+    /// absolute timeout or the index needs it (not a modification: an untouched new
+    /// session is still not saved).
+    fn new_record(&self, now: OffsetDateTime) -> Record {
+        let config = &self.engine().config;
+        let mut record = Record::new(config.new_cookie(self.inner.secure_request));
+        if index::stamps_created(config) {
+            record.data.insert(
+                RESERVED_KEY.to_owned(),
+                crate::index::with_created(None, now),
+            );
+        }
+        record
     }
 
     /// Runs `f` on the loaded state, refusing once the session was destroyed or unset.
@@ -340,10 +381,13 @@ impl Session {
             self.engine()
                 .emit(EventKind::Regenerated { old }, Some(&id));
         }
-        let cookie = self.engine().config.new_cookie(self.inner.secure_request);
+        if let Some(old) = &old {
+            self.index_forget(old).await;
+        }
+        let record = self.new_record(OffsetDateTime::now_utc());
         let mut state = lock(&self.inner.state);
         state.id = Some(id);
-        state.record = Some(Arc::new(Record::new(cookie)));
+        state.record = Some(Arc::new(record));
         state.stored_as = None;
         state.version = None;
         state.changes.clear();
@@ -373,7 +417,9 @@ impl Session {
                 .call("destroy", self.engine().store.destroy(id))
                 .await?;
             metric::count("tessera_sessions_destroyed_total");
-            self.engine().emit(EventKind::Destroyed, Some(id));
+            let user = lock(&self.inner.state).indexed_as.clone();
+            self.engine().emit_for(EventKind::Destroyed, Some(id), user);
+            self.index_forget(id).await;
         }
         let mut state = lock(&self.inner.state);
         state.destroyed = true;

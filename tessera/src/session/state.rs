@@ -44,6 +44,9 @@ pub(crate) struct State {
     /// `regenerate()` could not delete the old record: the request must fail rather than
     /// go on under an ID an attacker may have planted.
     pub(crate) broken: bool,
+    /// The user the stored record is filed under in the per-user index (its user as
+    /// loaded, or as last written).
+    pub(crate) indexed_as: Option<String>,
     /// The load already extended the stored session's life as the end-of-request touch
     /// would (one round trip instead of two).
     pub(crate) touched_on_load: bool,

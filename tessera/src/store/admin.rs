@@ -75,3 +75,30 @@ impl Walked {
         !self.stopped
     }
 }
+
+/// One page of an SQL store's keyset walk, from its rows as read (key, stored value, time
+/// left): the sessions, counted foreign rows, and the rows that were sessions (key and
+/// value), which a clearing walk deletes by both, so a row changed meanwhile stays.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) fn sql_page(
+    rows: impl IntoIterator<Item = (String, Vec<u8>, Option<Duration>)>,
+) -> (Page, Vec<(String, Vec<u8>)>) {
+    let mut page = Page::default();
+    let mut read = Vec::new();
+    for (key, value, ttl) in rows {
+        let session = SessionId::parse(&key)
+            .and_then(|id| Record::from_json(&value).ok().map(|record| (id, record)));
+        let Some((id, record)) = session else {
+            page.foreign += 1;
+            continue;
+        };
+        page.sessions.push(Listed {
+            id,
+            bytes: value.len(),
+            ttl,
+            record,
+        });
+        read.push((key, value));
+    }
+    (page, read)
+}

@@ -31,6 +31,7 @@ use super::{
     Listed, Loaded, Page, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker,
 };
 use crate::id::SessionId;
+use crate::index::IndexEntry;
 use crate::record::{Record, Ttl};
 
 /// How many sessions a [`MemoryStore`] holds by default (about 50 MB of typical sessions).
@@ -66,6 +67,8 @@ struct State {
     next_seq: u64,
     /// Sessions evicted because the store was full.
     evictions: u64,
+    /// The per-user index: (indexed key, user) to the user's session IDs and expiries.
+    users: HashMap<(String, String), HashMap<SessionId, Option<OffsetDateTime>>>,
     shutdown: bool,
 }
 
@@ -435,6 +438,58 @@ impl Store for MemoryStore {
             }
         }
         Ok(walked)
+    }
+
+    /// The index is a map beside the sessions. Adding prunes the user's entries whose
+    /// session is no longer held, so a user's map never outgrows their live sessions by
+    /// more than the ones since their last login.
+    async fn index_add(
+        &self,
+        key: &str,
+        user: &str,
+        id: &SessionId,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        // As the session's own deadline: the cookie's expiry, else the default TTL.
+        let expires = expires.or_else(|| {
+            OffsetDateTime::now_utc()
+                .checked_add(time::Duration::try_from(self.shared.default_ttl).ok()?)
+        });
+        let mut state = self.shared.lock();
+        let State { users, entries, .. } = &mut *state;
+        let mine = users.entry((key.to_owned(), user.to_owned())).or_default();
+        mine.retain(|held, _| entries.contains_key(held));
+        mine.insert(id.clone(), expires);
+        Ok(())
+    }
+
+    async fn index_remove(&self, key: &str, user: &str, id: &SessionId) -> Result<(), StoreError> {
+        let mut state = self.shared.lock();
+        let user = (key.to_owned(), user.to_owned());
+        if let Some(mine) = state.users.get_mut(&user) {
+            mine.remove(id);
+            if mine.is_empty() {
+                state.users.remove(&user);
+            }
+        }
+        Ok(())
+    }
+
+    async fn index_entries(&self, key: &str, user: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let state = self.shared.lock();
+        let user = (key.to_owned(), user.to_owned());
+        Ok(state
+            .users
+            .get(&user)
+            .map(|mine| {
+                mine.iter()
+                    .map(|(id, expires)| IndexEntry {
+                        id: id.clone(),
+                        expires: *expires,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {

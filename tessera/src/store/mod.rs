@@ -15,6 +15,7 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::id::SessionId;
+use crate::index::IndexEntry;
 use crate::record::{DecodeError, Record};
 pub use admin::{Listed, Page, Walked, Walker};
 
@@ -307,6 +308,43 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Ok(self.walk(true, &mut no_op).await?.deleted)
     }
 
+    /// Records in the per-user index over `key` that session `id` belongs to `user` and
+    /// expires at `expires` (the store's default TTL for `None`); adding an entry that is
+    /// there refreshes its expiry. The engine calls it *before* it writes a session with
+    /// that user, and again when it extends the session's life, so the index holds every
+    /// session of a user (see [`crate::index`]).
+    ///
+    /// The index lives outside the sessions (Redis: a key per user outside the prefix),
+    /// so walks and Node's stores never meet it. A store whose index is derived from the
+    /// stored data itself (the SQL stores query the JSON) does nothing here.
+    ///
+    /// The default fails with [`StoreError::Config`]: a store without an index cannot be
+    /// used with [`SessionConfig::index_by`](crate::SessionConfig::index_by).
+    async fn index_add(
+        &self,
+        key: &str,
+        user: &str,
+        id: &SessionId,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let _ = (key, user, id, expires);
+        Err(no_index(self))
+    }
+
+    /// Drops `id` from `user`'s entries in the index over `key`; dropping a missing entry
+    /// is not an error.
+    async fn index_remove(&self, key: &str, user: &str, id: &SessionId) -> Result<(), StoreError> {
+        let _ = (key, user, id);
+        Err(no_index(self))
+    }
+
+    /// What the index over `key` holds for `user`: a superset of the user's sessions,
+    /// which [`UserIndex::sessions`](crate::index::UserIndex::sessions) checks one by one.
+    async fn index_entries(&self, key: &str, user: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let _ = (key, user);
+        Err(no_index(self))
+    }
+
     /// How long, at most, one call of the request path (`load`, `load_and_touch`, `save`,
     /// `destroy`, `touch`) takes, when the store enforces such a bound itself; the call then
     /// ends with [`StoreError::Timeout`]. `RedisStore` answers its command timeout.
@@ -317,4 +355,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn time_bound(&self) -> Option<Duration> {
         None
     }
+}
+
+/// The error of a store that keeps no per-user index.
+fn no_index(store: &(impl fmt::Debug + ?Sized)) -> StoreError {
+    StoreError::Config(format!(
+        "session store `{store:?}` keeps no per-user index; `index_by` needs a store that does"
+    ))
 }

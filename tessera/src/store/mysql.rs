@@ -48,10 +48,9 @@ use time::OffsetDateTime;
 
 use super::admin::PAGE_SIZE;
 use super::sql::{self, PruneGuard};
-use super::{
-    Listed, Loaded, Page, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker,
-};
+use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker};
 use crate::id::SessionId;
+use crate::index::IndexEntry;
 use crate::record::{Record, Ttl};
 
 /// express-mysql-session's default table name.
@@ -148,6 +147,7 @@ struct Statements {
     delete_read: String,
     inspect: String,
     delete_expired: String,
+    by_user: String,
 }
 
 impl Statements {
@@ -180,6 +180,13 @@ impl Statements {
             ),
             inspect: format!("SELECT data, expires FROM {t} WHERE session_id = ? AND expires >= ?"),
             delete_expired: format!("DELETE FROM {t} WHERE expires < ?"),
+            // The per-user index: the user read out of the JSON. `data` is text, so a row
+            // that is not JSON is skipped rather than an error (MySQL's JSON_EXTRACT fails
+            // on one).
+            by_user: format!(
+                "SELECT session_id, expires FROM {t} WHERE expires >= ? AND \
+                 (CASE WHEN JSON_VALID(data) THEN JSON_UNQUOTE(JSON_EXTRACT(data, ?)) END) = ?"
+            ),
         }
     }
 }
@@ -703,34 +710,27 @@ impl Store for MySqlStore {
                 .await?;
             let full = rows.len() == PAGE_SIZE;
             let now = now_s();
-            let mut page = Page::default();
-            let mut read = Vec::new();
-            for row in &rows {
-                let (Ok(sid), Ok(data), Ok(expires)) = (
+            // A row whose columns cannot be read is foreign too: an empty key never parses.
+            let (page, read) = super::admin::sql_page(rows.iter().map(|row| {
+                match (
                     column::<String>(row, 0),
                     column::<Option<Vec<u8>>>(row, 1),
                     column::<i64>(row, 2),
-                ) else {
-                    page.foreign += 1;
-                    continue;
-                };
-                after.clone_from(&sid);
-                let data = data.unwrap_or_default();
-                let session = SessionId::parse(&sid)
-                    .and_then(|id| Record::from_json(&data).ok().map(|r| (id, r)));
-                let Some((id, record)) = session else {
-                    page.foreign += 1;
-                    continue;
-                };
-                page.sessions.push(Listed {
-                    id,
-                    bytes: data.len(),
-                    ttl: Some(Duration::from_secs(
-                        u64::try_from(expires.saturating_sub(now)).unwrap_or(0),
-                    )),
-                    record,
-                });
-                read.push((sid, data));
+                ) {
+                    (Ok(sid), Ok(data), Ok(expires)) => {
+                        let left = u64::try_from(expires.saturating_sub(now)).unwrap_or(0);
+                        (
+                            sid,
+                            data.unwrap_or_default(),
+                            Some(Duration::from_secs(left)),
+                        )
+                    }
+                    _ => (String::new(), Vec::new(), None),
+                }
+            }));
+            // The next page starts after this one's last row, session or not.
+            if let Some(last) = rows.last().and_then(|row| column::<String>(row, 0).ok()) {
+                after = last;
             }
             let go_on = walker.page(&page);
             let mut deleted = 0;
@@ -774,6 +774,53 @@ impl Store for MySqlStore {
             }))
         })
         .await
+    }
+
+    /// The index is a query on `data` (exact, and it sees sessions a Node app logged in
+    /// too): adding and removing entries has nothing to do. Without an index on the
+    /// expression it reads the whole table (see `docs/sql-stores.md`).
+    async fn index_add(
+        &self,
+        _key: &str,
+        _user: &str,
+        _id: &SessionId,
+        _expires: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn index_remove(
+        &self,
+        _key: &str,
+        _user: &str,
+        _id: &SessionId,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn index_entries(&self, key: &str, user: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        let inner = &*self.inner;
+        // The key's characters are restricted (`UserIndex::new`): quoting it is enough.
+        let path = format!("$.\"{key}\"");
+        let rows: Vec<Row> = self
+            .within("index", async {
+                let mut conn = inner.checkout("index").await?;
+                conn.exec(&inner.sql.by_user, (now_s(), path, user))
+                    .await
+                    .map_err(|e| inner.error("index", e))
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                let sid: String = column(row, 0).ok()?;
+                let expires: i64 = column(row, 1).ok()?;
+                Some(IndexEntry {
+                    id: SessionId::parse(&sid)?,
+                    expires: OffsetDateTime::from_unix_timestamp(expires).ok(),
+                })
+            })
+            .collect())
     }
 
     /// Every request-path call runs under [`MySqlOptions::timeout`], so the engine need

@@ -3,6 +3,7 @@
 
 mod hardening;
 mod http;
+mod index_suite;
 mod memory;
 mod mysql;
 mod postgres;

@@ -289,6 +289,39 @@ async fn corrupt_or_foreign_database_files_fail_clearly() {
     assert!(message.contains("newer Tessera"), "{message}");
 }
 
+/// A file made by the first schema (no per-user index) is migrated when opened: its
+/// sessions stay, and the index works on them from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_the_first_schema_is_migrated_and_keeps_its_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE sessions (id TEXT PRIMARY KEY NOT NULL, record TEXT NOT NULL, \
+         expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL); \
+         CREATE INDEX sessions_expires_at ON sessions (expires_at); PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    let id = SessionId::generate().unwrap();
+    let json = r#"{"cookie":{"originalMaxAge":null,"expires":null,"httpOnly":true,"path":"/"},"user":"ada"}"#;
+    insert_raw(&conn, id.as_str(), json, now_ms() + 60_000);
+    drop(conn);
+    let store = open(&path).await.unwrap();
+    let loaded = store.load(&id).await.unwrap().unwrap();
+    assert_eq!(loaded.record.data["user"], "ada");
+    store.index_add("user", "ada", &id, None).await.unwrap();
+    let entries = store.index_entries("user", "ada").await.unwrap();
+    assert_eq!(entries.iter().map(|e| &e.id).collect::<Vec<_>>(), vec![&id]);
+    // The trigger drops the entry with the session, whoever deletes it.
+    raw(&path)
+        .execute("DELETE FROM sessions WHERE id = ?1", [id.as_str()])
+        .unwrap();
+    let left: i64 = raw(&path)
+        .query_row("SELECT count(*) FROM session_users", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
@@ -346,7 +379,7 @@ async fn sessions_survive_reopening() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2, "the sessions table, then the per-user index");
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();

@@ -29,7 +29,10 @@ macro_rules! store_suite {
             guarded_update_does_not_resurrect, guarded_updates_in_parallel_lose_nothing,
             concurrent_increments_through_the_layer_all_count,
             concurrent_requests_changing_different_keys_both_land,
-            a_logout_racing_increments_stays_logged_out, admin_walks_in_bounded_pages);
+            a_logout_racing_increments_stays_logged_out, admin_walks_in_bounded_pages,
+            index_lists_a_users_sessions, index_prunes_sessions_deleted_behind_its_back,
+            index_revokes_one_session, index_revokes_all_and_all_but_current,
+            absolute_timeout_ends_an_active_session);
     };
     (@tests $make:path; $($check:ident),*) => {
         $(
@@ -41,7 +44,10 @@ macro_rules! store_suite {
     };
 }
 
-type Factory = fn(Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = Made> + Send>>;
+pub use crate::index_suite::*;
+
+pub type Factory =
+    fn(Duration) -> std::pin::Pin<Box<dyn std::future::Future<Output = Made> + Send>>;
 
 const DAY: Duration = Duration::from_secs(86_400);
 

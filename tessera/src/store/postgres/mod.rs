@@ -58,12 +58,12 @@ use tokio_postgres::NoTls;
 
 use super::admin::PAGE_SIZE;
 use super::sql::{self, PruneGuard};
-use super::{
-    Listed, Loaded, Page, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker,
-};
+use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker};
 use crate::id::SessionId;
+use crate::index::IndexEntry;
 use crate::record::{Record, Ttl};
 
+mod index;
 mod schema;
 
 use schema::{create_table_sql, shape_problems, Statements};
@@ -128,6 +128,8 @@ struct Inner {
     label: String,
     pool: Pool,
     sql: Statements,
+    /// The table's quoted name, for statements made per call (the per-user index's).
+    table: String,
     default_ttl: Duration,
     timeout: Duration,
     admin_timeout: Duration,
@@ -269,6 +271,7 @@ impl PostgresStore {
             label,
             pool,
             sql: Statements::new(&table),
+            table: table.clone(),
             default_ttl,
             timeout: options.timeout,
             admin_timeout: options.admin_timeout,
@@ -746,31 +749,23 @@ impl Store for PostgresStore {
                 })
                 .await?;
             let full = rows.len() == PAGE_SIZE;
-            let mut page = Page::default();
-            let mut read = Vec::new();
-            for row in &rows {
-                let (sid, sess, ttl): (String, String, f64) =
-                    match (row.try_get(0), row.try_get(1), row.try_get(2)) {
-                        (Ok(sid), Ok(sess), Ok(ttl)) => (sid, sess, ttl),
-                        _ => {
-                            page.foreign += 1;
-                            continue;
-                        }
-                    };
-                after.clone_from(&sid);
-                let session = SessionId::parse(&sid)
-                    .and_then(|id| Record::from_json(sess.as_bytes()).ok().map(|r| (id, r)));
-                let Some((id, record)) = session else {
-                    page.foreign += 1;
-                    continue;
-                };
-                page.sessions.push(Listed {
-                    id,
-                    bytes: sess.len(),
-                    ttl: Some(Duration::from_secs_f64(ttl.max(0.0))),
-                    record,
-                });
-                read.push((sid, sess));
+            // A row whose columns cannot be read is foreign too: an empty key never parses.
+            let (page, read) = super::admin::sql_page(rows.iter().map(|row| {
+                match (row.try_get(0), row.try_get::<_, String>(1), row.try_get(2)) {
+                    (Ok(sid), Ok(sess), Ok(ttl)) => {
+                        let ttl: f64 = ttl;
+                        (
+                            sid,
+                            sess.into_bytes(),
+                            Some(Duration::from_secs_f64(ttl.max(0.0))),
+                        )
+                    }
+                    _ => (String::new(), Vec::new(), None),
+                }
+            }));
+            // The next page starts after this one's last row, session or not.
+            if let Some(last) = rows.last().and_then(|row| row.try_get::<_, String>(0).ok()) {
+                after = last;
             }
             let go_on = walker.page(&page);
             let mut deleted = 0;
@@ -781,9 +776,11 @@ impl Store for PostgresStore {
                         let mut n = 0;
                         let mut failed = None;
                         for (sid, sess) in &read {
+                            // Read as text, so always UTF-8.
+                            let sess = String::from_utf8_lossy(sess);
                             match conn
                                 .client()
-                                .execute(&inner.sql.delete_read, &[sid, sess])
+                                .execute(&inner.sql.delete_read, &[sid, &sess])
                                 .await
                             {
                                 Ok(rows) => n += rows,
@@ -823,6 +820,31 @@ impl Store for PostgresStore {
             }))
         })
         .await
+    }
+
+    /// The index is a query on `sess` (see `index`): adding and removing entries has
+    /// nothing to do.
+    async fn index_add(
+        &self,
+        _key: &str,
+        _user: &str,
+        _id: &SessionId,
+        _expires: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn index_remove(
+        &self,
+        _key: &str,
+        _user: &str,
+        _id: &SessionId,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn index_entries(&self, key: &str, user: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.index_query(key, user).await
     }
 
     /// Every request-path call runs under [`PostgresOptions::timeout`], so the engine need

@@ -72,6 +72,7 @@ pub(super) enum TtlRule {
 #[derive(Clone)]
 pub(super) struct Options {
     pub(super) prefix: String,
+    pub(super) index_prefix: String,
     pub(super) ttl: TtlRule,
     pub(super) disable_ttl: bool,
     pub(super) disable_touch: bool,
@@ -96,6 +97,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             prefix: DEFAULT_PREFIX.into(),
+            index_prefix: super::index::DEFAULT_INDEX_PREFIX.into(),
             ttl: TtlRule::Fixed(DEFAULT_TTL),
             disable_ttl: false,
             disable_touch: false,
@@ -154,6 +156,16 @@ impl RedisStoreBuilder {
     /// The key prefix (connect-redis `prefix`, default `sess:`). Keys are `prefix + id`.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.options.prefix = prefix.into();
+        self
+    }
+
+    /// The prefix of the per-user index's keys (default `tessera-index:`), used with
+    /// [`SessionConfig::index_by`](crate::SessionConfig::index_by). An index key is
+    /// `index_prefix + indexed key + ":" + user`; it must not fall under the session
+    /// prefix (a login then fails with [`StoreError::Config`]), so that nothing that scans
+    /// the sessions meets it.
+    pub fn index_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.options.index_prefix = prefix.into();
         self
     }
 

@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 use super::builder::{TtlRule, WaitForReplicas};
 use super::{Inner, RedisStore};
 use crate::id::SessionId;
+use crate::index::IndexEntry;
 use crate::record::{CookieData, DecodeError, Record, Ttl};
 use crate::store::{
     Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker,
@@ -59,7 +60,15 @@ impl Inner {
         }
     }
 
-    fn ttl_for_touch(&self, expires: Option<OffsetDateTime>) -> Ttl {
+    /// The TTL a session without its own expiry gets (for the index's grace period).
+    pub(super) fn default_ttl(&self) -> Duration {
+        match &self.options.ttl {
+            TtlRule::Fixed(default) => *default,
+            TtlRule::Custom(_) => super::DEFAULT_TTL,
+        }
+    }
+
+    pub(super) fn ttl_for_touch(&self, expires: Option<OffsetDateTime>) -> Ttl {
         match &self.options.ttl {
             TtlRule::Fixed(default) => Ttl::from_expiry(expires, *default),
             TtlRule::Custom(f) => ttl_of(f(&Record::new(CookieData {
@@ -324,6 +333,26 @@ impl Store for RedisStore {
 
     async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {
         self.inner.inspect(id).await
+    }
+
+    // The per-user index (a sorted set per user) lives in `index`.
+
+    async fn index_add(
+        &self,
+        key: &str,
+        user: &str,
+        id: &SessionId,
+        expires: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        self.index_add_entry(key, user, id, expires).await
+    }
+
+    async fn index_remove(&self, key: &str, user: &str, id: &SessionId) -> Result<(), StoreError> {
+        self.index_remove_entry(key, user, id).await
+    }
+
+    async fn index_entries(&self, key: &str, user: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.index_list(key, user).await
     }
 
     /// Every request-path call runs under the command timeout (plus the WAIT timeout for

@@ -44,6 +44,7 @@ mod cluster;
 mod commands;
 mod connection;
 mod guarded;
+mod index;
 mod link;
 mod node;
 mod sentinel;
@@ -53,6 +54,7 @@ pub use builder::{
     JsonSerializer, RedisStoreBuilder, Serializer, DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_CONNECTION_TIMEOUT, DEFAULT_PREFIX, DEFAULT_SCAN_COUNT, DEFAULT_TTL,
 };
+pub use index::DEFAULT_INDEX_PREFIX;
 
 use builder::{Options, Target};
 use connection::Connection;

@@ -42,12 +42,12 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 
-use super::{
-    Listed, Loaded, Page, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker,
-};
+use super::{Loaded, SaveMode, SaveOutcome, Store, StoreError, Stored, Version, Walked, Walker};
 use crate::id::SessionId;
+use crate::index::IndexEntry;
 use crate::record::{Record, Ttl};
 
+mod index;
 mod open;
 
 use open::{backend_error, connect};
@@ -773,28 +773,11 @@ impl Store for SqliteStore {
             after = last.clone();
             let full = rows.len() == super::admin::PAGE_SIZE;
             let now = now_ms();
-            let mut page = Page::default();
-            let mut read = Vec::new();
-            for (id, value, expires_at) in rows {
-                let session = SessionId::parse(&id).and_then(|parsed| {
-                    Record::from_json(&value)
-                        .ok()
-                        .map(|record| (parsed, record))
-                });
-                let Some((parsed, record)) = session else {
-                    page.foreign += 1;
-                    continue;
-                };
-                page.sessions.push(Listed {
-                    id: parsed,
-                    bytes: value.len(),
-                    ttl: Some(Duration::from_millis(
-                        u64::try_from(expires_at.saturating_sub(now)).unwrap_or(0),
-                    )),
-                    record,
-                });
-                read.push((id, value));
-            }
+            let (page, read) =
+                super::admin::sql_page(rows.into_iter().map(|(id, value, expires_at)| {
+                    let left = u64::try_from(expires_at.saturating_sub(now)).unwrap_or(0);
+                    (id, value, Some(Duration::from_millis(left)))
+                }));
             let go_on = walker.page(&page);
             let deleted = if delete && !read.is_empty() {
                 self.write("clear", move |conn| {
@@ -815,6 +798,26 @@ impl Store for SqliteStore {
                 return Ok(walked);
             }
         }
+    }
+
+    /// A side table (see `index`); the expiry is the session's own, so refreshing an
+    /// entry writes nothing.
+    async fn index_add(
+        &self,
+        key: &str,
+        user: &str,
+        id: &SessionId,
+        _expires: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        self.index_insert(key, user, id).await
+    }
+
+    async fn index_remove(&self, key: &str, user: &str, id: &SessionId) -> Result<(), StoreError> {
+        self.index_delete(key, user, id).await
+    }
+
+    async fn index_entries(&self, key: &str, user: &str) -> Result<Vec<IndexEntry>, StoreError> {
+        self.index_select(key, user).await
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {

@@ -14,7 +14,8 @@ use crate::store::StoreError;
 const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 /// `MIGRATIONS[n]` takes a database from schema version `n` to `n + 1`.
-const MIGRATIONS: [&str; 1] = ["
+const MIGRATIONS: [&str; 2] = [
+    "
     CREATE TABLE sessions (
         id         TEXT PRIMARY KEY NOT NULL,
         record     TEXT NOT NULL,
@@ -23,7 +24,9 @@ const MIGRATIONS: [&str; 1] = ["
         updated_at INTEGER NOT NULL  -- unix milliseconds
     );
     CREATE INDEX sessions_expires_at ON sessions (expires_at);
-"];
+",
+    super::index::MIGRATION,
+];
 
 /// Opens and configures one connection; the writer also creates or migrates the schema.
 pub(super) fn connect(
