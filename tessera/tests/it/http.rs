@@ -355,8 +355,17 @@ async fn remember_me_changes_the_cookie_lifetime() {
         .split(';')
         .next()
         .unwrap();
-    let in_29_days = time::OffsetDateTime::now_utc() + time::Duration::days(29);
-    assert!(expires.contains(&in_29_days.year().to_string()));
+    // The date 30 days on (a year check alone fails for a month of the year: 29 days
+    // after 2 December is still this year, 30 days is the next).
+    let in_30_days = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+    let month = in_30_days.month().to_string();
+    let date = format!(
+        "{:02} {} {}",
+        in_30_days.day(),
+        &month[..3],
+        in_30_days.year()
+    );
+    assert!(expires.contains(&date), "{expires} is not on {date}");
     let ttl = store
         .inspect(&first.cookie_id().unwrap())
         .await
