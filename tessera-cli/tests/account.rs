@@ -248,6 +248,27 @@ async fn the_account_forms_sign_out_one_session_or_all() {
         "b is signed out"
     );
 
+    // Its own handle, posted by hand: this session ends, and the notice still shows.
+    let own: serde_json::Value = serde_json::from_str(
+        &bob.get(format!("{}/sessions", server.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let own = format!("session={}", own[0]["handle"].as_str().unwrap()).leak();
+    assert_eq!(
+        post_form(&bob, revoke.clone(), own, &[]).await.status(),
+        303
+    );
+    let html = page(&bob).await;
+    assert!(html.contains("That session is signed out."), "{html}");
+    assert!(html.contains("action=\"/login\""), "{html}");
+    post_form(&bob, login.clone(), "user=bob", &[]).await;
+
     // Everywhere: this session too; bob's stays.
     post_form(&b, login.clone(), "user=ada", &[]).await;
     let all = post_form(&a, format!("{}/account/revoke-all", server.url()), "", &[]).await;

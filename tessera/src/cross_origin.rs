@@ -22,6 +22,10 @@
 //!    POST; a request with neither comes from curl, a server or a same-origin form of an
 //!    old browser, none of which carries a victim's cookie by accident.
 //!
+//! Behind a reverse proxy, pass the client's `Host` on (nginx: `proxy_set_header Host
+//! $host;`): the `Origin` fallback compares against it, and would refuse same-origin
+//! forms of browsers without Fetch Metadata if the proxy rewrote it.
+//!
 //! A refusal is answered `403 Forbidden` with a short plain-text body and logged at `warn`
 //! (method, path, the two headers: never cookies or session IDs).
 //!
