@@ -36,8 +36,9 @@ pub(crate) struct Engine {
     own_timer: bool,
     /// The cookie name's `__Host-`/`__Secure-` prefix, which stored attributes must obey.
     prefix: Option<CookiePrefix>,
-    /// The store's kind (`memory`, `sqlite`, `redis`…), the `store` label of metrics.
-    store_label: Arc<str>,
+    /// The store's kind (`memory`, `sqlite`, `redis`, `postgres`, `mysql`, else `other`),
+    /// the `store` label of metrics.
+    store_label: &'static str,
     pub(crate) commits: Commits,
 }
 
@@ -47,7 +48,16 @@ impl Engine {
             .time_bound()
             .is_none_or(|bound| bound > config.store_timeout);
         let shown = format!("{store:?}");
-        let store_label: Arc<str> = shown.split("://").next().unwrap_or("store").into();
+        // A static label: a metric's labels are built on every call, recorder or not, and
+        // an owned one would be an allocation per store call.
+        let store_label = match shown.split("://").next().unwrap_or_default() {
+            "memory" => "memory",
+            "sqlite" => "sqlite",
+            "redis" | "rediss" | "redis-sentinel" | "redis-cluster" => "redis",
+            "postgres" | "postgresql" => "postgres",
+            "mysql" => "mysql",
+            _ => "other",
+        };
         Engine {
             prefix: CookiePrefix::of(&config.name),
             store_label,
@@ -91,9 +101,9 @@ impl Engine {
             }
         })
         .await;
-        metric::store_call(&self.store_label, op, started.elapsed());
+        metric::store_call(self.store_label, op, started.elapsed());
         if let Err(error) = &result {
-            metric::store_error(&self.store_label, op, error);
+            metric::store_error(self.store_label, op, error);
         }
         result
     }

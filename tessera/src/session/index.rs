@@ -286,8 +286,31 @@ fn revoked(engine: &crate::engine::Engine, id: &SessionId, user: &str) {
     engine.emit_for(EventKind::Revoked, Some(id), Some(user.to_owned()));
 }
 
-/// Whether sessions carry the reserved creation time: with an absolute timeout, or an
-/// index (whose listing shows it).
+/// Whether every session carries the reserved creation time: with an absolute timeout,
+/// which counts from it. Without one, only sessions that name a user get it (see
+/// `stamp_login`), so an anonymous session stays exactly what express-session stores.
 pub(super) fn stamps_created(config: &crate::SessionConfig) -> bool {
-    config.absolute_timeout.is_some() || config.index.is_some()
+    config.absolute_timeout.is_some()
+}
+
+impl Session {
+    /// Before a write: a session that names a user but has no creation time (it was
+    /// created before the login put the user in it) is given one now, for the user's
+    /// list of sessions.
+    pub(super) fn stamp_login(&self) {
+        let Some(index) = &self.engine().config.index else {
+            return;
+        };
+        let mut state = lock(&self.inner.state);
+        let unstamped = state
+            .record
+            .as_ref()
+            .is_some_and(|r| index.user_of(r).is_some() && index::created_at(r).is_none());
+        if unstamped {
+            let stamp =
+                index::with_created(state.data().get(RESERVED_KEY), OffsetDateTime::now_utc());
+            state.data_mut().insert(RESERVED_KEY.to_owned(), stamp);
+            state.changes.ours(RESERVED_KEY);
+        }
+    }
 }
