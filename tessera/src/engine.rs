@@ -40,6 +40,7 @@ pub(crate) struct Engine {
     /// the `store` label of metrics.
     store_label: &'static str,
     pub(crate) commits: Commits,
+    pub(crate) refreshes: Refreshes,
 }
 
 impl Engine {
@@ -66,6 +67,7 @@ impl Engine {
             secrets,
             own_timer,
             commits: Commits::default(),
+            refreshes: Refreshes::default(),
         }
     }
 
@@ -276,5 +278,49 @@ impl Commits {
         if Arc::strong_count(&slot) == 2 {
             slots.remove(id);
         }
+    }
+}
+
+/// When this process last refreshed the index entries of sessions, so that a session in
+/// steady use does not cost an index write per request (see
+/// [`IndexExpiry::Recorded`](crate::store::IndexExpiry::Recorded)).
+///
+/// A fixed table of slots chosen by a hash of the session ID: bounded whatever the number
+/// of sessions. Two sessions sharing a slot only cost extra refreshes, never a missed one:
+/// a refresh is skipped only for the very session the slot remembers.
+pub(crate) struct Refreshes {
+    slots: Mutex<Box<[(u64, i64)]>>,
+}
+
+const REFRESH_SLOTS: usize = 4096;
+
+impl Default for Refreshes {
+    fn default() -> Self {
+        Refreshes {
+            slots: Mutex::new(vec![(0, 0); REFRESH_SLOTS].into_boxed_slice()),
+        }
+    }
+}
+
+impl Refreshes {
+    fn hash(id: &SessionId) -> u64 {
+        use std::hash::BuildHasher;
+        // Never 0, which marks an empty slot.
+        rustc_hash::FxBuildHasher.hash_one(id.as_str()) | 1
+    }
+
+    /// Whether the entry of `id` was refreshed to within `margin_ms` of `expires_ms`.
+    pub(crate) fn recent(&self, id: &SessionId, expires_ms: i64, margin_ms: i64) -> bool {
+        let hash = Self::hash(id);
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let (held, at) = slots[(hash as usize) % REFRESH_SLOTS];
+        held == hash && expires_ms.saturating_sub(at) < margin_ms
+    }
+
+    /// The entry of `id` was just refreshed to `expires_ms`.
+    pub(crate) fn record(&self, id: &SessionId, expires_ms: i64) {
+        let hash = Self::hash(id);
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots[(hash as usize) % REFRESH_SLOTS] = (hash, expires_ms);
     }
 }

@@ -21,6 +21,7 @@ use crate::id::SessionId;
 use crate::index::{self, UserSession, RESERVED_KEY};
 use crate::record::Record;
 use crate::signing::SessionHandle;
+use crate::store::IndexExpiry;
 
 impl Session {
     /// The sessions of the logged-in user (the value of the key given to
@@ -200,17 +201,24 @@ impl Session {
         };
         let now = index.user_of(record);
         let before = std::mem::replace(&mut lock(&self.inner.state).indexed_as, now.clone());
+        let login = now.is_some() && now != before;
         if now.is_some() {
-            self.index_refresh(id, record.cookie.expires).await;
+            self.refresh_entry(id, record.cookie.expires, login).await;
         }
         if let Some(before) = before.filter(|b| now.as_ref() != Some(b)) {
             self.forget_indexed(&before, id).await;
         }
     }
 
-    /// The stored session's life was extended to `expires`: so is its index entry's.
-    /// A failure is logged only: the entry is there, and the next write refreshes it.
+    /// The stored session's life was extended to `expires`: so is its index entry's,
+    /// unless this process refreshed it recently enough (see `IndexExpiry`).
     pub(super) async fn index_refresh(&self, id: &SessionId, expires: Option<OffsetDateTime>) {
+        self.refresh_entry(id, expires, false).await;
+    }
+
+    /// Refreshes the entry of `id` under its user to `expires`; `always` for the add
+    /// after a login's write. A failure is logged only: the entry is there.
+    async fn refresh_entry(&self, id: &SessionId, expires: Option<OffsetDateTime>, always: bool) {
         let engine = self.engine();
         let Some(index) = &engine.config.index else {
             return;
@@ -218,14 +226,31 @@ impl Session {
         let Some(user) = lock(&self.inner.state).indexed_as.clone() else {
             return;
         };
+        let grace = match engine.store.index_expiry() {
+            IndexExpiry::FollowsSessions => return,
+            IndexExpiry::Recorded { grace } => grace,
+        };
+        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        let now = OffsetDateTime::now_utc();
+        // A browser-session cookie's session lives the store's default TTL from now.
+        let until = expires.map_or_else(
+            || index::millis(now).saturating_add(grace_ms),
+            index::millis,
+        );
+        if !always && grace_ms > 0 && engine.refreshes.recent(id, until, grace_ms / 4) {
+            return;
+        }
         let refreshed = engine
             .call(
                 "index",
                 engine.store.index_add(index.key(), &user, id, expires),
             )
             .await;
-        if let Err(error) = refreshed {
-            tracing::warn!(%error, "could not extend a session's entry in the per-user index");
+        match refreshed {
+            Ok(()) => engine.refreshes.record(id, until),
+            Err(error) => {
+                tracing::warn!(%error, "could not extend a session's entry in the per-user index")
+            }
         }
     }
 

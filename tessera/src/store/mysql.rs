@@ -823,6 +823,10 @@ impl Store for MySqlStore {
             .collect())
     }
 
+    fn index_expiry(&self) -> super::IndexExpiry {
+        super::IndexExpiry::FollowsSessions
+    }
+
     /// Every request-path call runs under [`MySqlOptions::timeout`], so the engine need
     /// not time it again.
     fn time_bound(&self) -> Option<Duration> {

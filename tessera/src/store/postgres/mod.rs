@@ -847,6 +847,10 @@ impl Store for PostgresStore {
         self.index_query(key, user).await
     }
 
+    fn index_expiry(&self) -> super::IndexExpiry {
+        super::IndexExpiry::FollowsSessions
+    }
+
     /// Every request-path call runs under [`PostgresOptions::timeout`], so the engine need
     /// not time it again.
     fn time_bound(&self) -> Option<Duration> {

@@ -355,6 +355,13 @@ impl Store for RedisStore {
         self.index_list(key, user).await
     }
 
+    /// Entries are kept a default TTL past their recorded expiry (see `index`).
+    fn index_expiry(&self) -> crate::store::IndexExpiry {
+        crate::store::IndexExpiry::Recorded {
+            grace: self.inner.default_ttl(),
+        }
+    }
+
     /// Every request-path call runs under the command timeout (plus the WAIT timeout for
     /// a save that waits for replicas), so the engine need not time it again.
     fn time_bound(&self) -> Option<Duration> {

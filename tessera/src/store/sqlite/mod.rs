@@ -820,6 +820,10 @@ impl Store for SqliteStore {
         self.index_select(key, user).await
     }
 
+    fn index_expiry(&self) -> super::IndexExpiry {
+        super::IndexExpiry::FollowsSessions
+    }
+
     async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {
         let id = id.to_owned();
         self.read("inspect", move |conn| {
