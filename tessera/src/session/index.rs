@@ -50,12 +50,12 @@ impl Session {
         Ok(sessions
             .into_iter()
             .map(|s| {
-                let lifetime = s
-                    .record
-                    .cookie
-                    .original_max_age
-                    .and_then(|ms| u64::try_from(ms).ok())
-                    .map(Duration::from_millis);
+                // Each request extends a session to now plus its lifetime: its cookie's
+                // max age, or for a browser-session cookie the store's default TTL.
+                let lifetime = match s.record.cookie.original_max_age {
+                    Some(ms) => u64::try_from(ms).ok().map(Duration::from_millis),
+                    None => engine.store.default_ttl(),
+                };
                 let last_active = match (s.expires, lifetime) {
                     (Some(at), Some(lifetime)) => time::Duration::try_from(lifetime)
                         .ok()
@@ -237,7 +237,10 @@ impl Session {
             || index::millis(now).saturating_add(grace_ms),
             index::millis,
         );
-        if !always && grace_ms > 0 && engine.refreshes.recent(id, until, grace_ms / 4) {
+        // At most once a minute (the listing's "last active" is that precise), and well
+        // within the grace (so the entry outlives its session).
+        let margin_ms = (grace_ms / 4).min(60_000);
+        if !always && margin_ms > 0 && engine.refreshes.recent(id, until, margin_ms) {
             return;
         }
         let refreshed = engine

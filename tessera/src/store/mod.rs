@@ -345,6 +345,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Err(no_index(self))
     }
 
+    /// How long the store keeps a session whose cookie has no expiry (connect-redis's
+    /// `ttl`), when it says. The listing of a user's sessions uses it to tell when a
+    /// browser-session login was last active.
+    fn default_ttl(&self) -> Option<Duration> {
+        None
+    }
+
     /// How this store's index entries expire, which tells the engine how often to
     /// refresh them (see [`IndexExpiry`]). The default, `Recorded` with no grace, has the
     /// engine refresh an entry whenever its session's life is extended.
@@ -376,8 +383,9 @@ pub enum IndexExpiry {
     FollowsSessions,
     /// Each entry keeps the expiry it was last given, and stays valid `grace` past it
     /// (RedisStore: its default TTL). The engine refreshes an entry when its session's
-    /// expiry has moved on by more than a quarter of `grace` since this process last did,
-    /// so a session in steady use costs a refresh now and then, not one per request.
+    /// expiry has moved on by more than a minute (or a quarter of `grace`, if less) since
+    /// this process last did, so a session in steady use costs a refresh a minute, not one
+    /// per request, and the listing's "last active" is right to the minute.
     Recorded {
         /// How long past its recorded expiry an entry is still kept.
         grace: Duration,

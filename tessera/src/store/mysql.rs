@@ -789,6 +789,10 @@ impl Store for MySqlStore {
         Ok(())
     }
 
+    fn default_ttl(&self) -> Option<Duration> {
+        Some(self.inner.default_ttl)
+    }
+
     async fn index_remove(
         &self,
         _key: &str,

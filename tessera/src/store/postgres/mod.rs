@@ -834,6 +834,10 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn default_ttl(&self) -> Option<Duration> {
+        Some(self.inner.default_ttl)
+    }
+
     async fn index_remove(
         &self,
         _key: &str,

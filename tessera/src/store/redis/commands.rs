@@ -347,6 +347,10 @@ impl Store for RedisStore {
         self.index_add_entry(key, user, id, expires).await
     }
 
+    fn default_ttl(&self) -> Option<Duration> {
+        Some(self.inner.default_ttl())
+    }
+
     async fn index_remove(&self, key: &str, user: &str, id: &SessionId) -> Result<(), StoreError> {
         self.index_remove_entry(key, user, id).await
     }

@@ -812,6 +812,10 @@ impl Store for SqliteStore {
         self.index_insert(key, user, id).await
     }
 
+    fn default_ttl(&self) -> Option<Duration> {
+        Some(self.inner.default_ttl)
+    }
+
     async fn index_remove(&self, key: &str, user: &str, id: &SessionId) -> Result<(), StoreError> {
         self.index_delete(key, user, id).await
     }
