@@ -250,3 +250,42 @@ async fn the_absolute_timeout_ends_a_busy_session() {
         "{statuses:?}"
     );
 }
+
+/// Both timeouts at once: the idle one ends the session left alone, the absolute one the
+/// session in steady use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_absolute_timeouts_together() {
+    let dir = TempDir::new().unwrap();
+    let server = serve(
+        &dir,
+        &sqlite(&dir),
+        &["--idle-timeout", "2", "--absolute-timeout", "5"],
+    );
+    let (busy, idle) = (Client::new(&server), Client::new(&server));
+    let started = Instant::now();
+    busy.log_in("gina", false).await;
+    idle.log_in("hugo", false).await;
+    let mut seen = Vec::new();
+    while started.elapsed() < Duration::from_millis(6500) {
+        let at = started.elapsed();
+        seen.push((at, busy.get("/sessions").await.0));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(idle.get("/sessions").await.0, 401, "idle past 2 s");
+    let before: Vec<_> = seen
+        .iter()
+        .filter(|(at, _)| *at < Duration::from_secs(4))
+        .collect();
+    let after: Vec<_> = seen
+        .iter()
+        .filter(|(at, _)| *at > Duration::from_millis(5300))
+        .collect();
+    assert!(
+        !before.is_empty() && before.iter().all(|(_, s)| *s == 200),
+        "{seen:?}"
+    );
+    assert!(
+        !after.is_empty() && after.iter().all(|(_, s)| *s == 401),
+        "{seen:?}"
+    );
+}

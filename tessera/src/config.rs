@@ -440,6 +440,10 @@ impl SessionConfig {
     /// [`UserIndex`](crate::UserIndex). See [`crate::index`] for how the index stays right
     /// under expiry and foreign deletes.
     ///
+    /// A session that names a user is stamped with its creation time (`_tessera.created`,
+    /// the login's time) for the listing; an anonymous session is stored exactly as
+    /// express-session stores it.
+    ///
     /// The key is checked by [`SessionLayer::new`](crate::SessionLayer::new): letters,
     /// digits, `_`, `-` and `$`. Every store Tessera ships keeps an index; a store that
     /// does not makes a login fail with 503.

@@ -36,9 +36,11 @@ pub(crate) struct Engine {
     own_timer: bool,
     /// The cookie name's `__Host-`/`__Secure-` prefix, which stored attributes must obey.
     prefix: Option<CookiePrefix>,
-    /// The store's kind (`memory`, `sqlite`, `redis`…), the `store` label of metrics.
-    store_label: Arc<str>,
+    /// The store's kind (`memory`, `sqlite`, `redis`, `postgres`, `mysql`, else `other`),
+    /// the `store` label of metrics.
+    store_label: &'static str,
     pub(crate) commits: Commits,
+    pub(crate) refreshes: Refreshes,
 }
 
 impl Engine {
@@ -47,7 +49,16 @@ impl Engine {
             .time_bound()
             .is_none_or(|bound| bound > config.store_timeout);
         let shown = format!("{store:?}");
-        let store_label: Arc<str> = shown.split("://").next().unwrap_or("store").into();
+        // A static label: a metric's labels are built on every call, recorder or not, and
+        // an owned one would be an allocation per store call.
+        let store_label = match shown.split("://").next().unwrap_or_default() {
+            "memory" => "memory",
+            "sqlite" => "sqlite",
+            "redis" | "rediss" | "redis-sentinel" | "redis-cluster" => "redis",
+            "postgres" | "postgresql" => "postgres",
+            "mysql" => "mysql",
+            _ => "other",
+        };
         Engine {
             prefix: CookiePrefix::of(&config.name),
             store_label,
@@ -56,6 +67,7 @@ impl Engine {
             secrets,
             own_timer,
             commits: Commits::default(),
+            refreshes: Refreshes::default(),
         }
     }
 
@@ -91,9 +103,9 @@ impl Engine {
             }
         })
         .await;
-        metric::store_call(&self.store_label, op, started.elapsed());
+        metric::store_call(self.store_label, op, started.elapsed());
         if let Err(error) = &result {
-            metric::store_error(&self.store_label, op, error);
+            metric::store_error(self.store_label, op, error);
         }
         result
     }
@@ -266,5 +278,49 @@ impl Commits {
         if Arc::strong_count(&slot) == 2 {
             slots.remove(id);
         }
+    }
+}
+
+/// When this process last refreshed the index entries of sessions, so that a session in
+/// steady use does not cost an index write per request (see
+/// [`IndexExpiry::Recorded`](crate::store::IndexExpiry::Recorded)).
+///
+/// A fixed table of slots chosen by a hash of the session ID: bounded whatever the number
+/// of sessions. Two sessions sharing a slot only cost extra refreshes, never a missed one:
+/// a refresh is skipped only for the very session the slot remembers.
+pub(crate) struct Refreshes {
+    slots: Mutex<Box<[(u64, i64)]>>,
+}
+
+const REFRESH_SLOTS: usize = 4096;
+
+impl Default for Refreshes {
+    fn default() -> Self {
+        Refreshes {
+            slots: Mutex::new(vec![(0, 0); REFRESH_SLOTS].into_boxed_slice()),
+        }
+    }
+}
+
+impl Refreshes {
+    fn hash(id: &SessionId) -> u64 {
+        use std::hash::BuildHasher;
+        // Never 0, which marks an empty slot.
+        rustc_hash::FxBuildHasher.hash_one(id.as_str()) | 1
+    }
+
+    /// Whether the entry of `id` was refreshed to within `margin_ms` of `expires_ms`.
+    pub(crate) fn recent(&self, id: &SessionId, expires_ms: i64, margin_ms: i64) -> bool {
+        let hash = Self::hash(id);
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let (held, at) = slots[(hash as usize) % REFRESH_SLOTS];
+        held == hash && expires_ms.saturating_sub(at) < margin_ms
+    }
+
+    /// The entry of `id` was just refreshed to `expires_ms`.
+    pub(crate) fn record(&self, id: &SessionId, expires_ms: i64) {
+        let hash = Self::hash(id);
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots[(hash as usize) % REFRESH_SLOTS] = (hash, expires_ms);
     }
 }

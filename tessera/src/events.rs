@@ -159,18 +159,18 @@ pub(crate) mod metric {
         metrics::counter!(name).increment(1);
     }
 
-    pub(crate) fn store_call(store: &Arc<str>, op: &'static str, took: Duration) {
-        metrics::histogram!("tessera_store_call_seconds", "store" => store.to_string(), "op" => op)
+    pub(crate) fn store_call(store: &'static str, op: &'static str, took: Duration) {
+        metrics::histogram!("tessera_store_call_seconds", "store" => store, "op" => op)
             .record(took.as_secs_f64());
     }
 
-    pub(crate) fn store_error(store: &Arc<str>, op: &'static str, error: &StoreError) {
+    pub(crate) fn store_error(store: &'static str, op: &'static str, error: &StoreError) {
         let kind = if matches!(error, StoreError::Timeout { .. }) {
             "timeout"
         } else {
             "backend"
         };
-        metrics::counter!("tessera_store_errors_total", "store" => store.to_string(), "op" => op, "kind" => kind)
+        metrics::counter!("tessera_store_errors_total", "store" => store, "op" => op, "kind" => kind)
             .increment(1);
     }
 

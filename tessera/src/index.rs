@@ -62,7 +62,8 @@ pub struct UserSession {
     pub handle: SessionHandle,
     /// When the session was created (or last regenerated), when known.
     pub created: Option<OffsetDateTime>,
-    /// When it was last active: its expiry less its cookie's max age, when both are known.
+    /// When it was last active (as the index last heard): its expiry less its lifetime
+    /// (the cookie's max age, else the store's default TTL), when both are known.
     pub last_active: Option<OffsetDateTime>,
     /// When it expires, when known.
     pub expires: Option<OffsetDateTime>,

@@ -32,6 +32,7 @@ impl Session {
     /// Writes the record (Create or Update). `None` when the session turned out to be gone:
     /// destroyed or expired meanwhile, or already expired by its own cookie.
     pub(super) async fn persist(&self) -> Result<Option<()>, SessionError> {
+        self.stamp_login();
         let (id, stored) = {
             let state = lock(&self.inner.state);
             let Some(id) = state.id.clone() else {

@@ -21,6 +21,7 @@ use crate::id::SessionId;
 use crate::index::{self, UserSession, RESERVED_KEY};
 use crate::record::Record;
 use crate::signing::SessionHandle;
+use crate::store::IndexExpiry;
 
 impl Session {
     /// The sessions of the logged-in user (the value of the key given to
@@ -49,12 +50,12 @@ impl Session {
         Ok(sessions
             .into_iter()
             .map(|s| {
-                let lifetime = s
-                    .record
-                    .cookie
-                    .original_max_age
-                    .and_then(|ms| u64::try_from(ms).ok())
-                    .map(Duration::from_millis);
+                // Each request extends a session to now plus its lifetime: its cookie's
+                // max age, or for a browser-session cookie the store's default TTL.
+                let lifetime = match s.record.cookie.original_max_age {
+                    Some(ms) => u64::try_from(ms).ok().map(Duration::from_millis),
+                    None => engine.store.default_ttl(),
+                };
                 let last_active = match (s.expires, lifetime) {
                     (Some(at), Some(lifetime)) => time::Duration::try_from(lifetime)
                         .ok()
@@ -200,17 +201,24 @@ impl Session {
         };
         let now = index.user_of(record);
         let before = std::mem::replace(&mut lock(&self.inner.state).indexed_as, now.clone());
+        let login = now.is_some() && now != before;
         if now.is_some() {
-            self.index_refresh(id, record.cookie.expires).await;
+            self.refresh_entry(id, record.cookie.expires, login).await;
         }
         if let Some(before) = before.filter(|b| now.as_ref() != Some(b)) {
             self.forget_indexed(&before, id).await;
         }
     }
 
-    /// The stored session's life was extended to `expires`: so is its index entry's.
-    /// A failure is logged only: the entry is there, and the next write refreshes it.
+    /// The stored session's life was extended to `expires`: so is its index entry's,
+    /// unless this process refreshed it recently enough (see `IndexExpiry`).
     pub(super) async fn index_refresh(&self, id: &SessionId, expires: Option<OffsetDateTime>) {
+        self.refresh_entry(id, expires, false).await;
+    }
+
+    /// Refreshes the entry of `id` under its user to `expires`; `always` for the add
+    /// after a login's write. A failure is logged only: the entry is there.
+    async fn refresh_entry(&self, id: &SessionId, expires: Option<OffsetDateTime>, always: bool) {
         let engine = self.engine();
         let Some(index) = &engine.config.index else {
             return;
@@ -218,14 +226,34 @@ impl Session {
         let Some(user) = lock(&self.inner.state).indexed_as.clone() else {
             return;
         };
+        let grace = match engine.store.index_expiry() {
+            IndexExpiry::FollowsSessions => return,
+            IndexExpiry::Recorded { grace } => grace,
+        };
+        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        let now = OffsetDateTime::now_utc();
+        // A browser-session cookie's session lives the store's default TTL from now.
+        let until = expires.map_or_else(
+            || index::millis(now).saturating_add(grace_ms),
+            index::millis,
+        );
+        // At most once a minute (the listing's "last active" is that precise), and well
+        // within the grace (so the entry outlives its session).
+        let margin_ms = (grace_ms / 4).min(60_000);
+        if !always && margin_ms > 0 && engine.refreshes.recent(id, until, margin_ms) {
+            return;
+        }
         let refreshed = engine
             .call(
                 "index",
                 engine.store.index_add(index.key(), &user, id, expires),
             )
             .await;
-        if let Err(error) = refreshed {
-            tracing::warn!(%error, "could not extend a session's entry in the per-user index");
+        match refreshed {
+            Ok(()) => engine.refreshes.record(id, until),
+            Err(error) => {
+                tracing::warn!(%error, "could not extend a session's entry in the per-user index")
+            }
         }
     }
 
@@ -286,8 +314,31 @@ fn revoked(engine: &crate::engine::Engine, id: &SessionId, user: &str) {
     engine.emit_for(EventKind::Revoked, Some(id), Some(user.to_owned()));
 }
 
-/// Whether sessions carry the reserved creation time: with an absolute timeout, or an
-/// index (whose listing shows it).
+/// Whether every session carries the reserved creation time: with an absolute timeout,
+/// which counts from it. Without one, only sessions that name a user get it (see
+/// `stamp_login`), so an anonymous session stays exactly what express-session stores.
 pub(super) fn stamps_created(config: &crate::SessionConfig) -> bool {
-    config.absolute_timeout.is_some() || config.index.is_some()
+    config.absolute_timeout.is_some()
+}
+
+impl Session {
+    /// Before a write: a session that names a user but has no creation time (it was
+    /// created before the login put the user in it) is given one now, for the user's
+    /// list of sessions.
+    pub(super) fn stamp_login(&self) {
+        let Some(index) = &self.engine().config.index else {
+            return;
+        };
+        let mut state = lock(&self.inner.state);
+        let unstamped = state
+            .record
+            .as_ref()
+            .is_some_and(|r| index.user_of(r).is_some() && index::created_at(r).is_none());
+        if unstamped {
+            let stamp =
+                index::with_created(state.data().get(RESERVED_KEY), OffsetDateTime::now_utc());
+            state.data_mut().insert(RESERVED_KEY.to_owned(), stamp);
+            state.changes.ours(RESERVED_KEY);
+        }
+    }
 }

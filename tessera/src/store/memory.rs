@@ -463,6 +463,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn default_ttl(&self) -> Option<Duration> {
+        Some(self.shared.default_ttl)
+    }
+
     async fn index_remove(&self, key: &str, user: &str, id: &SessionId) -> Result<(), StoreError> {
         let mut state = self.shared.lock();
         let user = (key.to_owned(), user.to_owned());

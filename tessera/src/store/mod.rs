@@ -345,6 +345,22 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Err(no_index(self))
     }
 
+    /// How long the store keeps a session whose cookie has no expiry (connect-redis's
+    /// `ttl`), when it says. The listing of a user's sessions uses it to tell when a
+    /// browser-session login was last active.
+    fn default_ttl(&self) -> Option<Duration> {
+        None
+    }
+
+    /// How this store's index entries expire, which tells the engine how often to
+    /// refresh them (see [`IndexExpiry`]). The default, `Recorded` with no grace, has the
+    /// engine refresh an entry whenever its session's life is extended.
+    fn index_expiry(&self) -> IndexExpiry {
+        IndexExpiry::Recorded {
+            grace: Duration::ZERO,
+        }
+    }
+
     /// How long, at most, one call of the request path (`load`, `load_and_touch`, `save`,
     /// `destroy`, `touch`) takes, when the store enforces such a bound itself; the call then
     /// ends with [`StoreError::Timeout`]. `RedisStore` answers its command timeout.
@@ -355,6 +371,25 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn time_bound(&self) -> Option<Duration> {
         None
     }
+}
+
+/// How a store's per-user index entries expire (see [`Store::index_expiry`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IndexExpiry {
+    /// Each entry lives exactly as long as its session (a side table with a trigger, or
+    /// a query on the sessions themselves): the engine never refreshes entries, and a
+    /// listing never drops an entry whose session is not written yet.
+    FollowsSessions,
+    /// Each entry keeps the expiry it was last given, and stays valid `grace` past it
+    /// (RedisStore: its default TTL). The engine refreshes an entry when its session's
+    /// expiry has moved on by more than a minute (or a quarter of `grace`, if less) since
+    /// this process last did, so a session in steady use costs a refresh a minute, not one
+    /// per request, and the listing's "last active" is right to the minute.
+    Recorded {
+        /// How long past its recorded expiry an entry is still kept.
+        grace: Duration,
+    },
 }
 
 /// The error of a store that keeps no per-user index.

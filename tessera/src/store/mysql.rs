@@ -789,6 +789,10 @@ impl Store for MySqlStore {
         Ok(())
     }
 
+    fn default_ttl(&self) -> Option<Duration> {
+        Some(self.inner.default_ttl)
+    }
+
     async fn index_remove(
         &self,
         _key: &str,
@@ -821,6 +825,10 @@ impl Store for MySqlStore {
                 })
             })
             .collect())
+    }
+
+    fn index_expiry(&self) -> super::IndexExpiry {
+        super::IndexExpiry::FollowsSessions
     }
 
     /// Every request-path call runs under [`MySqlOptions::timeout`], so the engine need

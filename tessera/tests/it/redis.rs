@@ -1264,3 +1264,20 @@ async fn admin_walks_skip_and_keep_foreign_keys() {
     }
     assert_eq!(store.count().await.unwrap(), 0);
 }
+
+/// A logged-in session in steady use costs its index entry a refresh now and then, not
+/// one per request: reads stay one Redis command each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_of_an_indexed_session_cost_one_command_each() {
+    let server = start_redis().await;
+    let layer = SessionLayer::new(store_on(&server).await, config().index_by("user")).unwrap();
+    let addr = serve(routes().layer(layer)).await;
+    let login = get(addr, "/login", None).await;
+    let cookie = login.cookie().unwrap();
+    assert_eq!(server.cli(&["ZCARD", "tessera-index:user:ada"]), "1");
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    for _ in 0..20 {
+        assert_eq!(get(addr, "/views", Some(&cookie)).await.status, 200);
+    }
+    expect_commands(&server, &[("getex", 20)], "20 reads of a logged-in session");
+}

@@ -834,6 +834,10 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn default_ttl(&self) -> Option<Duration> {
+        Some(self.inner.default_ttl)
+    }
+
     async fn index_remove(
         &self,
         _key: &str,
@@ -845,6 +849,10 @@ impl Store for PostgresStore {
 
     async fn index_entries(&self, key: &str, user: &str) -> Result<Vec<IndexEntry>, StoreError> {
         self.index_query(key, user).await
+    }
+
+    fn index_expiry(&self) -> super::IndexExpiry {
+        super::IndexExpiry::FollowsSessions
     }
 
     /// Every request-path call runs under [`PostgresOptions::timeout`], so the engine need

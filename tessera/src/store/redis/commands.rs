@@ -347,12 +347,23 @@ impl Store for RedisStore {
         self.index_add_entry(key, user, id, expires).await
     }
 
+    fn default_ttl(&self) -> Option<Duration> {
+        Some(self.inner.default_ttl())
+    }
+
     async fn index_remove(&self, key: &str, user: &str, id: &SessionId) -> Result<(), StoreError> {
         self.index_remove_entry(key, user, id).await
     }
 
     async fn index_entries(&self, key: &str, user: &str) -> Result<Vec<IndexEntry>, StoreError> {
         self.index_list(key, user).await
+    }
+
+    /// Entries are kept a default TTL past their recorded expiry (see `index`).
+    fn index_expiry(&self) -> crate::store::IndexExpiry {
+        crate::store::IndexExpiry::Recorded {
+            grace: self.inner.default_ttl(),
+        }
     }
 
     /// Every request-path call runs under the command timeout (plus the WAIT timeout for

@@ -812,12 +812,20 @@ impl Store for SqliteStore {
         self.index_insert(key, user, id).await
     }
 
+    fn default_ttl(&self) -> Option<Duration> {
+        Some(self.inner.default_ttl)
+    }
+
     async fn index_remove(&self, key: &str, user: &str, id: &SessionId) -> Result<(), StoreError> {
         self.index_delete(key, user, id).await
     }
 
     async fn index_entries(&self, key: &str, user: &str) -> Result<Vec<IndexEntry>, StoreError> {
         self.index_select(key, user).await
+    }
+
+    fn index_expiry(&self) -> super::IndexExpiry {
+        super::IndexExpiry::FollowsSessions
     }
 
     async fn inspect(&self, id: &str) -> Result<Option<Stored>, StoreError> {
