@@ -355,8 +355,17 @@ async fn remember_me_changes_the_cookie_lifetime() {
         .split(';')
         .next()
         .unwrap();
-    let in_29_days = time::OffsetDateTime::now_utc() + time::Duration::days(29);
-    assert!(expires.contains(&in_29_days.year().to_string()));
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let at = time::PrimitiveDateTime::parse(expires, &format)
+        .unwrap()
+        .assume_utc();
+    let from_now = at - time::OffsetDateTime::now_utc();
+    assert!(
+        (from_now - time::Duration::days(30)).abs() < time::Duration::minutes(1),
+        "Expires={expires} is not 30 days from now"
+    );
     let ttl = store
         .inspect(&first.cookie_id().unwrap())
         .await
