@@ -733,7 +733,16 @@ def data_servers_missing(store):
 
 # ---------------------------------------------------------------- report
 
-def machine(stores):
+def siblings(cpu):
+    """The CPUs that share a physical core with `cpu` (SMT), as the kernel lists them."""
+    try:
+        with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
+def machine(stores, args):
     cpu = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -765,6 +774,7 @@ def machine(stores):
         "mariadb": stores.mysql.version() if stores.mysql else None,
         "wrk": version(["wrk", "--version"]).split(" [")[0],
         "valgrind": version(["valgrind", "--version"]),
+        "server_cpu_siblings": siblings(args.server_cpu) if args.server_cpu is not None else None,
     }
 
 
@@ -941,6 +951,10 @@ def write_report(data, out_dir, servers_all):
                   f"worker, so a figure is what one core of the server does. wrk, redis-server, PostgreSQL "
                   f"and MariaDB run on CPU {args['load_cpu']}: the load generator takes none of the "
                   f"server's cycles, and every server meets the same data server.")
+        sib = info.get("server_cpu_siblings")
+        if sib and sib not in ("?", str(args["server_cpu"])):
+            md.append(f"- **CPU {args['server_cpu']} shares its physical core with CPUs {sib} (SMT)**: "
+                      f"the server and wrk then compete for one core's execution units.")
     else:
         md.append("- Not pinned (`--no-pin`): servers, wrk and the data servers share every CPU.")
     md.append(f"- wrk: {args['threads']} thread(s), {args['connections']} connections, {args['duration']} s per "
@@ -1212,7 +1226,7 @@ def main():
     stores = Stores({s.store for s in servers}, tmp, args.load_cpu)
     data = {"results": [], "callgrind": [], "skipped": skipped, "started": time.time()}
     try:
-        data["machine"] = machine(stores)
+        data["machine"] = machine(stores, args)
         plan = [(w, r, s) for w in workloads for r in range(1, args.rounds + 1)
                 for s in servers if w.name in s.workloads]
         for n, (workload, round_no, server) in enumerate(plan, 1):
