@@ -542,7 +542,7 @@ def start_server(server, workload, stores, tmp, args, prefix=()):
     database = stores.reset(server.store)
     cmd = [part.format(port=port, redis=stores.redis.url, tmp=workdir, database=database)
            for part in server.cmd]
-    if cmd[0] == TESSERA or cmd[0].startswith(TESSERA + "@"):
+    if server.name.startswith("tessera-"):
         cmd += workload.tessera_args
     env = dict(os.environ, PORT=str(port), REDIS_URL=stores.redis.url, DATABASE_URL=database,
                NODE_ENV="production", **server.env)
