@@ -60,7 +60,7 @@ WORKLOADS = [
     Workload("untouched", "/untouched", "pool", "/counter", [],
              "`/untouched`: behind the session layer, never touches the session"),
     Workload("contention", "/counter", "one", "/counter", [],
-             "`/counter` with one session on every connection: concurrent writes of one record"),
+             "`/counter` with one session on every connection"),
     Workload("login", "/login", "relogin", "/counter", ["--index"],
              "`/login`: `regenerate`, then `insert(\"user\", …)` with `index_by(\"user\")`; each "
              "connection sends back the cookie of its last login, so every request signs a live "
@@ -1019,8 +1019,8 @@ def write_report(data, out_dir, servers_all):
 
     for workload in workloads:
         if workload.name == "contention":
-            md += ["## contention\n", workload.text + ": each server's record is written by every "
-                   "connection at once. Kept: views at the end − views at the start of the measured run; "
+            md += ["## contention\n", workload.text + ", so every connection writes the same record "
+                   "at once. Kept: views at the end − views at the start of the measured run; "
                    "answered: responses below 400 (wrk counts the rest as errors). Requests in flight when "
                    "wrk stops were served but not counted, so kept may exceed answered by up to the "
                    "connections. Last writer wins loses increments; the guarded commit keeps them.\n",
