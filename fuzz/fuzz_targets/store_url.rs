@@ -80,11 +80,17 @@ fuzz_target!(|text: &str| {
     for template in templates {
         let url = template.replace("{pw}", text);
         let fixed = template.replace("{pw}", "");
+        // What the store says of this URL shape with a harmless password: a piece of the
+        // password that it says anyway (its scheme after "Redis URL ", say) is no leak.
+        let neutral = match fuzzing::redis_url(&template.replace("{pw}", "p")) {
+            Ok(name) => name,
+            Err(message) => message,
+        };
         // The password, and each piece of it between URL delimiters: a parser that cuts
         // the password at one of them must not quote the piece either.
         let secrets: Vec<String> = std::iter::once(text)
             .chain(text.split(['/', '?', '#', '@', '&', ',', ':', '=', '[', ']']))
-            .filter(|s| usable_secret(s, &url) && !fixed.contains(s))
+            .filter(|s| usable_secret(s, &url) && !fixed.contains(s) && !neutral.contains(s))
             .map(str::to_owned)
             .collect();
         check(&url, &secrets);

@@ -177,13 +177,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     if let Some(limit) = args.absolute_timeout {
         config = config.absolute_timeout(Duration::from_secs(limit));
     }
-    let layer = SessionLayer::from_arc(store, config)?;
     // The library reports through the `metrics` facade; the demo installs the Prometheus
     // exporter and serves its text at /metrics (outside the session layer: scraping it
-    // costs no session).
+    // costs no session). Installed before the layer is made, which registers its metrics.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| ServeError(format!("cannot install the metrics recorder: {e}")))?;
+    let layer = SessionLayer::from_arc(store, config)?;
 
     let app = Router::new()
         .route("/", get(counter))

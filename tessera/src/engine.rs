@@ -20,7 +20,8 @@ use time::OffsetDateTime;
 
 use crate::config::{attribute_ok, CookiePrefix, SessionConfig};
 use crate::error::SessionError;
-use crate::events::{metric, EventKind, SessionEvent};
+use crate::events::metric::Metrics;
+use crate::events::{EventKind, SessionEvent};
 use crate::id::SessionId;
 use crate::record::{CookieData, Record};
 use crate::signing::Secrets;
@@ -36,9 +37,9 @@ pub(crate) struct Engine {
     own_timer: bool,
     /// The cookie name's `__Host-`/`__Secure-` prefix, which stored attributes must obey.
     prefix: Option<CookiePrefix>,
-    /// The store's kind (`memory`, `sqlite`, `redis`, `postgres`, `mysql`, else `other`),
-    /// the `store` label of metrics.
-    store_label: &'static str,
+    /// The metrics' handles, labelled with the store's kind (`memory`, `sqlite`, `redis`,
+    /// `postgres`, `mysql`, else `other`).
+    pub(crate) metrics: Metrics,
     pub(crate) commits: Commits,
     pub(crate) refreshes: Refreshes,
 }
@@ -61,7 +62,7 @@ impl Engine {
         };
         Engine {
             prefix: CookiePrefix::of(&config.name),
-            store_label,
+            metrics: Metrics::register(store_label),
             store,
             config,
             secrets,
@@ -103,9 +104,9 @@ impl Engine {
             }
         })
         .await;
-        metric::store_call(self.store_label, op, started.elapsed());
+        self.metrics.store_call(op, started.elapsed());
         if let Err(error) = &result {
-            metric::store_error(self.store_label, op, error);
+            self.metrics.store_error(op, error);
         }
         result
     }

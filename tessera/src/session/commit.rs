@@ -15,7 +15,8 @@ use super::state::{lock, reset_expiry};
 use super::Session;
 use crate::engine::{Latest, Slot};
 use crate::error::SessionError;
-use crate::events::{metric, EventKind};
+use crate::events::metric::Count;
+use crate::events::EventKind;
 use crate::id::SessionId;
 use crate::store::{SaveMode, SaveOutcome};
 
@@ -71,8 +72,8 @@ impl Session {
                 .await?;
             match outcome {
                 SaveOutcome::Saved(version) => {
-                    saved(&version);
-                    metric::count("tessera_sessions_created_total");
+                    saved(engine, &version);
+                    engine.metrics.count(Count::Created);
                     self.index_after_write(&id, &record).await;
                     let user = lock(&self.inner.state).indexed_as.clone();
                     engine.emit_for(EventKind::Created, Some(&id), user);
@@ -110,7 +111,7 @@ impl Session {
             .await?;
         match outcome {
             SaveOutcome::Saved(version) => {
-                saved(&version);
+                saved(engine, &version);
                 self.index_after_write(id, &record).await;
                 let mut state = lock(&self.inner.state);
                 state.version = Some(version);
@@ -184,7 +185,7 @@ impl Session {
                 .map_err(|e| (e.into(), conflicts))?;
             match outcome {
                 SaveOutcome::Saved(version) => {
-                    saved(&version);
+                    saved(engine, &version);
                     self.index_after_write(id, &record).await;
                     *latest = Some(Latest {
                         record,
@@ -209,12 +210,12 @@ impl Session {
                         "session changed in the store since it was loaded; merging and retrying"
                     );
                     conflicts += 1;
-                    metric::count("tessera_commit_conflicts_total");
+                    engine.metrics.count(Count::Conflicts);
                     *latest = None;
                     if attempt == MAX_ATTEMPTS {
                         break;
                     }
-                    metric::count("tessera_commit_retries_total");
+                    engine.metrics.count(Count::Retries);
                     if attempt > 1 {
                         // Writers outside this process keep winning: step aside a little,
                         // a different little for each, so they stop meeting.
@@ -231,7 +232,7 @@ impl Session {
                 }
             }
         }
-        metric::count("tessera_commit_gave_up_total");
+        engine.metrics.count(Count::GaveUp);
         tracing::warn!(
             attempts = MAX_ATTEMPTS,
             "session kept changing in the store while this request committed; answering 503, its changes are not saved"
@@ -265,10 +266,10 @@ impl Session {
 }
 
 /// Counts a record written, with its size when the version says it.
-fn saved(version: &crate::store::Version) {
-    metric::count("tessera_sessions_saved_total");
+fn saved(engine: &crate::engine::Engine, version: &crate::store::Version) {
+    engine.metrics.count(Count::Saved);
     if let Some(bytes) = version.as_bytes() {
-        metric::record_bytes(bytes.len());
+        engine.metrics.record_bytes(bytes.len());
     }
 }
 

@@ -11,6 +11,7 @@ use super::Session;
 use crate::config::{CookieSecure, Unset};
 use crate::cookie;
 use crate::error::SessionError;
+use crate::events::metric::Count;
 use crate::record::CookieData;
 use crate::store::StoreError;
 
@@ -146,7 +147,7 @@ impl Session {
                 engine
                     .call("touch", engine.store.touch(&id, expires))
                     .await?;
-                crate::events::metric::count("tessera_sessions_touched_total");
+                engine.metrics.count(Count::Touched);
             }
             // Extended, by the load or just now: so is its index entry.
             self.index_refresh(&id, expires).await;

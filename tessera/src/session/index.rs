@@ -16,7 +16,8 @@ use time::OffsetDateTime;
 use super::state::lock;
 use super::Session;
 use crate::error::SessionError;
-use crate::events::{metric, EventKind};
+use crate::events::metric::Count;
+use crate::events::EventKind;
 use crate::id::SessionId;
 use crate::index::{self, UserSession, RESERVED_KEY};
 use crate::record::Record;
@@ -298,7 +299,7 @@ impl Session {
     ) -> Result<(), SessionError> {
         let engine = self.engine();
         engine.call("destroy", engine.store.destroy(id)).await?;
-        metric::count("tessera_sessions_expired_total");
+        engine.metrics.count(Count::Expired);
         let user = engine.config.index.as_ref().and_then(|i| i.user_of(record));
         if let Some(user) = &user {
             self.forget_indexed(user, id).await;
@@ -310,7 +311,7 @@ impl Session {
 }
 
 fn revoked(engine: &crate::engine::Engine, id: &SessionId, user: &str) {
-    metric::count("tessera_sessions_revoked_total");
+    engine.metrics.count(Count::Revoked);
     engine.emit_for(EventKind::Revoked, Some(id), Some(user.to_owned()));
 }
 

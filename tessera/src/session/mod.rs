@@ -30,7 +30,8 @@ use tokio::sync::OnceCell;
 
 use crate::engine::Engine;
 use crate::error::SessionError;
-use crate::events::{metric, EventKind};
+use crate::events::metric::Count;
+use crate::events::EventKind;
 use crate::id::SessionId;
 use crate::index::RESERVED_KEY;
 use crate::record::{to_millis, Data, Record};
@@ -118,9 +119,9 @@ impl Session {
                 let mut state = lock(&self.inner.state);
                 match stored {
                     Some((id, loaded)) => {
-                        metric::count("tessera_sessions_loaded_total");
+                        self.engine().metrics.count(Count::Loaded);
                         if loaded.touched {
-                            metric::count("tessera_sessions_touched_total");
+                            self.engine().metrics.count(Count::Touched);
                         }
                         state.indexed_as = config
                             .index
@@ -375,7 +376,7 @@ impl Session {
             }
         }
         let id = self.engine().new_id()?;
-        metric::count("tessera_sessions_regenerated_total");
+        self.engine().metrics.count(Count::Regenerated);
         if let Some(old) = &old {
             let old = self.engine().secrets.handle(old);
             self.engine()
@@ -416,7 +417,7 @@ impl Session {
             self.engine()
                 .call("destroy", self.engine().store.destroy(id))
                 .await?;
-            metric::count("tessera_sessions_destroyed_total");
+            self.engine().metrics.count(Count::Destroyed);
             let user = lock(&self.inner.state).indexed_as.clone();
             self.engine().emit_for(EventKind::Destroyed, Some(id), user);
             self.index_forget(id).await;

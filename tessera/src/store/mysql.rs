@@ -252,9 +252,17 @@ impl MySqlStore {
             ));
         }
         let constraints = PoolConstraints::new(0, options.pool_size.max(1)).unwrap_or_default();
+        // No reset when a connection goes back to the pool: the store never changes a
+        // connection's state (no variables, no temporary tables, no open transaction), and
+        // the reset costs a round trip and drops the prepared statements, so every call
+        // would prepare its statement again. Idle connections are kept a minute.
+        let pool_opts = PoolOpts::default()
+            .with_constraints(constraints)
+            .with_reset_connection(false)
+            .with_inactive_connection_ttl(Duration::from_secs(60));
         let opts = OptsBuilder::from_opts(opts)
             .client_found_rows(true)
-            .pool_opts(PoolOpts::default().with_constraints(constraints));
+            .pool_opts(pool_opts);
         let pool = Pool::new(opts);
 
         let table = quote_ident(&options.table);

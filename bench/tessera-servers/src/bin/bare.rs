@@ -1,4 +1,4 @@
-//! The ceiling: axum with the same three routes and no session middleware.
+//! The ceiling: axum with the same routes as `bench-tessera` and no session middleware.
 
 use axum::{routing::get, Router};
 
@@ -7,7 +7,9 @@ async fn main() {
     let app = Router::new()
         .route("/counter", get(|| async { "views 1" }))
         .route("/read", get(|| async { "views 1" }))
-        .route("/untouched", get(|| async { "ok" }));
+        .route("/untouched", get(|| async { "ok" }))
+        .route("/login", get(|| async { "user user0" }))
+        .route("/sessions", get(|| async { "sessions 1" }));
     let listener = tokio::net::TcpListener::bind(bench_common::addr())
         .await
         .expect("bind");

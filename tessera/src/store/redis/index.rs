@@ -14,6 +14,11 @@
 //! command is atomic, the pair is not. That is why the index is only a hint: the engine
 //! adds an entry before it writes the session and checks every entry against the session
 //! keys when it lists (see [`crate::index`]).
+//!
+//! Only Tessera writes the index: a login made by a Node app on the same Redis is not in
+//! it, and a Node app that keeps extending a Tessera login (connect-redis's touch) for
+//! longer than a default TTL without the session coming back to Tessera can outlive the
+//! entry. Sessions shared that way should log in, and be listed, on the Tessera side.
 
 use std::sync::OnceLock;
 
