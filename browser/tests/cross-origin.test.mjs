@@ -67,3 +67,21 @@ test('a forged sign-out from another origin is refused; the same form from the d
   assert.match(await bodyText(page), /You are signed out on this device\./);
   assert.equal(await page.locator('#login').count(), 1, 'the sign-in form is back');
 }));
+
+for (const route of ['/logout-everywhere', '/account/revoke-all']) {
+  test(`a forged "sign out everywhere" (${route}) from another site is refused and the user stays signed in`, { timeout: 120_000 }, scenario(async (t) => {
+    const server = await startTessera(t, tempDir(t, 'store'));
+    const browser = await launchChromium(t);
+    const page = await browser.newPage();
+    await signIn(page, server.url, 'ada');
+
+    const evil = await otherOrigin(t, autoSubmit(`${server.url}${route}`, {}), 'localhost');
+    const refused = page.waitForResponse((r) => r.url() === `${server.url}${route}`);
+    await page.goto(evil);
+    assert.equal((await refused).status(), 403);
+
+    await page.goto(`${server.url}/account`);
+    assert.equal(await page.locator('#user-name').textContent(), 'ada', await bodyText(page));
+    assert.equal(await page.locator('tbody tr').count(), 1, 'the session is still listed');
+  }));
+}
