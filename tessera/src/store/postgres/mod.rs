@@ -51,7 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod};
 use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
@@ -63,9 +63,11 @@ use crate::id::SessionId;
 use crate::index::IndexEntry;
 use crate::record::{Record, Ttl};
 
+mod checkout;
 mod index;
 mod schema;
 
+use checkout::{checkout, describe, Checkout};
 use schema::{create_table_sql, shape_problems, Statements};
 
 /// connect-pg-simple's default table name.
@@ -143,36 +145,6 @@ impl fmt::Debug for PostgresStore {
     }
 }
 
-/// A pooled connection for one call. Dropped before [`Checkout::release`] (the call was
-/// cut short by its timeout, mid-statement), the connection is closed instead of returned
-/// to the pool, so that no request gets a connection still busy with a statement nobody
-/// waits for.
-struct Checkout {
-    object: Option<Object>,
-}
-
-impl Checkout {
-    fn client(&self) -> &ClientWrapper {
-        self.object
-            .as_deref()
-            .expect("a checkout holds its connection until it is released or dropped")
-    }
-
-    /// The statements ended (well or not): the connection may serve other calls. The pool
-    /// drops it on its next checkout if it has closed meanwhile.
-    fn release(mut self) {
-        drop(self.object.take());
-    }
-}
-
-impl Drop for Checkout {
-    fn drop(&mut self) {
-        if let Some(object) = self.object.take() {
-            drop(Object::take(object));
-        }
-    }
-}
-
 /// `"name"`, with any `"` doubled: an identifier PostgreSQL reads back exactly.
 fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -181,19 +153,6 @@ fn quote_ident(name: &str) -> String {
 /// `'text'`, with any `'` doubled (`standard_conforming_strings`, on since 9.1).
 fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
-}
-
-/// An error and its causes, one line: tokio-postgres's own message is only its kind ("db
-/// error"), the server's message is its source.
-fn describe(error: &tokio_postgres::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Now in whole Unix seconds, rounded up: connect-pg-simple's `currentTimestamp()`.
@@ -303,24 +262,6 @@ impl PostgresStore {
     }
 }
 
-/// A connection from `pool`, opening one if none is idle.
-async fn checkout(pool: &Pool, label: &str, op: &'static str) -> Result<Checkout, StoreError> {
-    match pool.get().await {
-        Ok(object) => Ok(Checkout {
-            object: Some(object),
-        }),
-        Err(deadpool_postgres::PoolError::Backend(e)) => Err(StoreError::backend(
-            label,
-            op,
-            format!(
-                "cannot connect to PostgreSQL: {}; check that it is running and reachable",
-                describe(&e)
-            ),
-        )),
-        Err(e) => Err(StoreError::backend(label, op, e.to_string())),
-    }
-}
-
 impl Inner {
     async fn checkout(&self, op: &'static str) -> Result<Checkout, StoreError> {
         checkout(&self.pool, &self.label, op).await
@@ -337,9 +278,7 @@ impl Inner {
         options: &PostgresOptions,
     ) -> Result<(), StoreError> {
         let conn = match self.pool.get().await {
-            Ok(object) => Checkout {
-                object: Some(object),
-            },
+            Ok(object) => Checkout::new(object),
             Err(deadpool_postgres::PoolError::Backend(e)) => return Err(self.connect_error(&e)),
             Err(e) => return Err(StoreError::backend(&self.label, "connect", e.to_string())),
         };
