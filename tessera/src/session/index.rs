@@ -24,6 +24,13 @@ use crate::record::Record;
 use crate::signing::SessionHandle;
 use crate::store::IndexExpiry;
 
+/// What [`Session::mine`] finds.
+struct Mine {
+    user: String,
+    current: Option<SessionId>,
+    sessions: Vec<crate::index::IndexedSession>,
+}
+
 impl Session {
     /// The sessions of the logged-in user (the value of the key given to
     /// [`SessionConfig::index_by`](crate::SessionConfig::index_by)), newest first, this
@@ -35,19 +42,12 @@ impl Session {
     /// [`SessionError::NoIndex`] without `index_by`; a store error as usual.
     pub async fn user_sessions(&self) -> Result<Vec<UserSession>, SessionError> {
         let engine = self.engine();
-        let index = engine.config.index.as_ref().ok_or(SessionError::NoIndex)?;
-        let (user, current) = self
-            .with_state(|s| {
-                let user = s.record.as_ref().and_then(|r| index.user_of(r));
-                (user, s.stored_as.clone())
-            })
-            .await?;
-        let Some(user) = user else {
+        let Some(Mine {
+            current, sessions, ..
+        }) = self.mine().await?
+        else {
             return Ok(Vec::new());
         };
-        let sessions = engine
-            .call("index", index.sessions(&*engine.store, &user))
-            .await?;
         Ok(sessions
             .into_iter()
             .map(|s| {
@@ -81,19 +81,14 @@ impl Session {
     /// [`destroy`](Self::destroy).
     pub async fn revoke(&self, handle: &SessionHandle) -> Result<bool, SessionError> {
         let engine = self.engine();
-        let index = engine.config.index.as_ref().ok_or(SessionError::NoIndex)?;
-        let (user, current) = self
-            .with_state(|s| {
-                let user = s.record.as_ref().and_then(|r| index.user_of(r));
-                (user, s.stored_as.clone())
-            })
-            .await?;
-        let Some(user) = user else {
+        let Some(Mine {
+            user,
+            current,
+            sessions,
+        }) = self.mine().await?
+        else {
             return Ok(false);
         };
-        let sessions = engine
-            .call("index", index.sessions(&*engine.store, &user))
-            .await?;
         let Some(target) = sessions
             .into_iter()
             .find(|s| engine.secrets.handle(&s.id) == *handle)
@@ -104,11 +99,7 @@ impl Session {
             self.destroy().await?;
             return Ok(true);
         }
-        engine
-            .call("destroy", engine.store.destroy(&target.id))
-            .await?;
-        self.forget_indexed(&user, &target.id).await;
-        revoked(engine, &target.id, &user);
+        self.end_other(&user, &target.id).await?;
         Ok(true)
     }
 
@@ -116,6 +107,33 @@ impl Session {
     /// ("sign out everywhere else"); answers how many were ended. Without `keep_current`
     /// the current session is destroyed too, as by [`destroy`](Self::destroy).
     pub async fn revoke_all(&self, keep_current: bool) -> Result<u64, SessionError> {
+        let Some(Mine {
+            user,
+            current,
+            sessions,
+        }) = self.mine().await?
+        else {
+            return Ok(0);
+        };
+        let mut ended = 0;
+        for session in sessions {
+            if current.as_ref() == Some(&session.id) {
+                continue;
+            }
+            self.end_other(&user, &session.id).await?;
+            ended += 1;
+        }
+        if !keep_current {
+            // Also when this session was never stored: the request ends logged out.
+            ended += u64::from(current.is_some());
+            self.destroy().await?;
+        }
+        Ok(ended)
+    }
+
+    /// The logged-in user, this session's stored ID, and the user's sessions as the
+    /// index lists them; `None` when nobody is logged in.
+    async fn mine(&self) -> Result<Option<Mine>, SessionError> {
         let engine = self.engine();
         let index = engine.config.index.as_ref().ok_or(SessionError::NoIndex)?;
         let (user, current) = self
@@ -125,29 +143,27 @@ impl Session {
             })
             .await?;
         let Some(user) = user else {
-            return Ok(0);
+            return Ok(None);
         };
         let sessions = engine
             .call("index", index.sessions(&*engine.store, &user))
             .await?;
-        let mut ended = 0;
-        for session in sessions {
-            if current.as_ref() == Some(&session.id) {
-                continue;
-            }
-            engine
-                .call("destroy", engine.store.destroy(&session.id))
-                .await?;
-            self.forget_indexed(&user, &session.id).await;
-            revoked(engine, &session.id, &user);
-            ended += 1;
-        }
-        if !keep_current {
-            // Also when this session was never stored: the request ends logged out.
-            ended += u64::from(current.is_some());
-            self.destroy().await?;
-        }
-        Ok(ended)
+        Ok(Some(Mine {
+            user,
+            current,
+            sessions,
+        }))
+    }
+
+    /// Ends `user`'s session `id`, which is not this request's: deleted, dropped from the
+    /// index, counted and told as revoked.
+    async fn end_other(&self, user: &str, id: &SessionId) -> Result<(), SessionError> {
+        let engine = self.engine();
+        engine.call("destroy", engine.store.destroy(id)).await?;
+        self.forget_indexed(user, id).await;
+        engine.metrics.count(Count::Revoked);
+        engine.emit_for(EventKind::Revoked, Some(id), Some(user.to_owned()));
+        Ok(())
     }
 
     /// Stores a short note on the device this session is used from (a user agent, an
@@ -308,11 +324,6 @@ impl Session {
         tracing::info!("session reached the absolute timeout; starting a new one");
         Ok(())
     }
-}
-
-fn revoked(engine: &crate::engine::Engine, id: &SessionId, user: &str) {
-    engine.metrics.count(Count::Revoked);
-    engine.emit_for(EventKind::Revoked, Some(id), Some(user.to_owned()));
 }
 
 /// Whether every session carries the reserved creation time: with an absolute timeout,

@@ -36,14 +36,12 @@ impl SqliteStore {
         user: &str,
         id: &SessionId,
     ) -> Result<(), StoreError> {
-        let row = (key.to_owned(), user.to_owned(), id.clone());
-        self.write("index", move |conn| {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO session_users (key, user, id) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![row.0, row.1, row.2.as_str()])?;
-            Ok(())
-        })
+        self.index_write(
+            "INSERT OR IGNORE INTO session_users (key, user, id) VALUES (?1, ?2, ?3)",
+            key,
+            user,
+            id,
+        )
         .await
     }
 
@@ -53,12 +51,27 @@ impl SqliteStore {
         user: &str,
         id: &SessionId,
     ) -> Result<(), StoreError> {
+        self.index_write(
+            "DELETE FROM session_users WHERE key = ?1 AND user = ?2 AND id = ?3",
+            key,
+            user,
+            id,
+        )
+        .await
+    }
+
+    /// Runs `statement` on one (key, user, id) row.
+    async fn index_write(
+        &self,
+        statement: &'static str,
+        key: &str,
+        user: &str,
+        id: &SessionId,
+    ) -> Result<(), StoreError> {
         let row = (key.to_owned(), user.to_owned(), id.clone());
         self.write("index", move |conn| {
-            conn.prepare_cached(
-                "DELETE FROM session_users WHERE key = ?1 AND user = ?2 AND id = ?3",
-            )?
-            .execute(params![row.0, row.1, row.2.as_str()])?;
+            conn.prepare_cached(statement)?
+                .execute(params![row.0, row.1, row.2.as_str()])?;
             Ok(())
         })
         .await
