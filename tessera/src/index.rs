@@ -13,6 +13,15 @@
 //! notifications are needed. An entry is added *before* its session is written, so the
 //! index always holds at least every session of the user: "revoke all" misses none.
 //!
+//! Where each store keeps it:
+//!
+//! | store | index |
+//! |---|---|
+//! | `MemoryStore` | a map beside the sessions |
+//! | `SqliteStore` | a side table, its rows deleted with their session by a trigger |
+//! | `RedisStore` | a sorted set per user outside the session prefix (`tessera-index:userId:alice`; on a Cluster in another slot, written by its own command) |
+//! | `PostgresStore`, `MySqlStore` | a query on the stored JSON: nothing kept beside it |
+//!
 //! The reserved member `_tessera` is an object Tessera keeps in the stored JSON beside the
 //! application's keys: `{"created": <ms since the epoch>, "device": "…"}`. express-session
 //! keeps unknown top-level keys when it saves, so the creation time (which the absolute
