@@ -886,7 +886,13 @@ def targets(summary):
     a, b = rps("counter", "tessera-redis"), rps("counter", "tessera-redis-noguard")
     if a and b:
         cost = 1 - a / b
-        out.append(("the guard costs ≤ 10% of counter req/s on Redis", f"{100 * cost:.1f}%",
+        # Rounds interleave the two servers, so each round's pair met the same machine.
+        on = {r["round"]: r["rps"] for r in summary["counter"]["tessera-redis"]["runs"] if "error" not in r}
+        off = {r["round"]: r["rps"] for r in summary["counter"]["tessera-redis-noguard"]["runs"] if "error" not in r}
+        paired = [1 - on[n] / off[n] for n in sorted(on) if n in off]
+        rounds = " / ".join(f"{100 * c:.1f}%" for c in paired)
+        out.append(("the guard costs ≤ 10% of counter req/s on Redis",
+                    f"{100 * cost:.1f}% (each round: {rounds})",
                     "met" if cost <= 0.10 else "NOT met"))
     else:
         out.append(("the guard costs ≤ 10% of counter req/s on Redis", "n/a", "not measured"))

@@ -6,12 +6,11 @@
 //!
 //! Every call to the store goes through [`Engine::call`], which bounds it by
 //! [`SessionConfig::store_timeout`](crate::SessionConfig::store_timeout), so a slow store
-//! costs a request a 503, never a hang. The engine also orders the commits of one session
-//! within this process (see [`Commits`]): concurrent requests of one session then write
-//! one after the other, each on top of the last, and the store's compare-and-set only
-//! fails when another process (another instance, a Node app) wrote in between.
+//! costs a request a 503, never a hang. The engine also holds the commit line of each
+//! session being written (see [`Lines`]): concurrent requests of one session are written
+//! together, and the store's compare-and-set only fails when another process (another
+//! instance, a Node app) wrote in between.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -23,9 +22,10 @@ use crate::error::SessionError;
 use crate::events::metric::Metrics;
 use crate::events::{EventKind, SessionEvent};
 use crate::id::SessionId;
-use crate::record::{CookieData, Record};
+use crate::record::CookieData;
+use crate::session::line::Lines;
 use crate::signing::Secrets;
-use crate::store::{Loaded, Store, StoreError, Version};
+use crate::store::{Loaded, Store, StoreError};
 
 /// What the layer shares with every request.
 pub(crate) struct Engine {
@@ -40,7 +40,7 @@ pub(crate) struct Engine {
     /// The metrics' handles, labelled with the store's kind (`memory`, `sqlite`, `redis`,
     /// `postgres`, `mysql`, else `other`).
     pub(crate) metrics: Metrics,
-    pub(crate) commits: Commits,
+    pub(crate) lines: Lines,
     pub(crate) refreshes: Refreshes,
 }
 
@@ -67,7 +67,7 @@ impl Engine {
             config,
             secrets,
             own_timer,
-            commits: Commits::default(),
+            lines: Lines::default(),
             refreshes: Refreshes::default(),
         }
     }
@@ -238,46 +238,6 @@ impl Engine {
                 Ok(None)
             }
             other => other,
-        }
-    }
-}
-
-/// The last record this process committed for a session, and the version the store gave it.
-pub(crate) struct Latest {
-    pub(crate) record: Arc<Record>,
-    pub(crate) version: Version,
-}
-
-/// One session's place in line for committing, shared by the requests committing it now.
-pub(crate) type Slot = tokio::sync::Mutex<Option<Latest>>;
-
-/// Orders the commits of each session within this process.
-///
-/// A request committing a loaded session takes its session's slot first: requests of one
-/// session commit one at a time, never their handlers. The slot remembers what the last
-/// commit wrote, so a request that loaded an older version re-applies its changes to that
-/// record and commits on top of it at once: under contention within one instance, a commit
-/// costs one round trip, not a failed compare-and-set and a re-read. The slot is dropped
-/// as soon as no request holds it, so idle sessions cost nothing here.
-#[derive(Default)]
-pub(crate) struct Commits {
-    slots: Mutex<HashMap<SessionId, Arc<Slot>>>,
-}
-
-impl Commits {
-    /// The slot of `id`, made when no request holds one.
-    pub(crate) fn slot(&self, id: &SessionId) -> Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(id.clone()).or_default().clone()
-    }
-
-    /// Gives the slot of `id` back; the last holder removes it.
-    pub(crate) fn release(&self, id: &SessionId, slot: Arc<Slot>) {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        // The map holds one reference and this caller another: nobody else waits on it.
-        // Clones are only made under this lock, so the count cannot grow meanwhile.
-        if Arc::strong_count(&slot) == 2 {
-            slots.remove(id);
         }
     }
 }

@@ -86,6 +86,50 @@ impl SessionError {
             SessionError::Store(_) | SessionError::Conflict { .. } | SessionError::Broken(_)
         )
     }
+
+    /// The same error for another request written in the same group commit: the same
+    /// variant and message, a cause that is not kept as a value (a backend's error, a
+    /// JSON error) kept as its message.
+    pub(crate) fn again(&self) -> SessionError {
+        fn message(e: &dyn std::error::Error) -> Box<dyn std::error::Error + Send + Sync> {
+            e.to_string().into()
+        }
+        match self {
+            SessionError::Store(StoreError::Timeout { store, op, after }) => {
+                SessionError::Store(StoreError::Timeout {
+                    store: store.clone(),
+                    op,
+                    after: *after,
+                })
+            }
+            SessionError::Store(StoreError::Backend { store, op, source }) => {
+                SessionError::Store(StoreError::Backend {
+                    store: store.clone(),
+                    op,
+                    source: message(source.as_ref()),
+                })
+            }
+            SessionError::Store(StoreError::Config(text)) => {
+                SessionError::Store(StoreError::Config(text.clone()))
+            }
+            SessionError::Conflict { attempts } => SessionError::Conflict {
+                attempts: *attempts,
+            },
+            SessionError::Broken(why) => SessionError::Broken(why),
+            SessionError::TooLarge { key, bytes, limit } => SessionError::TooLarge {
+                key: key.clone(),
+                bytes: *bytes,
+                limit: *limit,
+            },
+            SessionError::NotFound => SessionError::NotFound,
+            SessionError::Destroyed => SessionError::Destroyed,
+            SessionError::NoIndex => SessionError::NoIndex,
+            SessionError::Id(text) => SessionError::Id(text.clone()),
+            // Not met in a commit; kept as a store failure with the same message, so the
+            // request is still answered 503.
+            other => SessionError::Store(StoreError::backend("session", "save", message(other))),
+        }
+    }
 }
 
 #[cfg(feature = "axum")]

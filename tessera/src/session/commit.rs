@@ -2,25 +2,27 @@
 //!
 //! The guarded commit is a compare-and-set: the store writes only if the record it holds
 //! is still the version this request loaded ([`SaveMode::Update`]'s `expected`). When it
-//! is not (another request, instance or Node app wrote meanwhile), this request's changes
-//! are re-applied per key to the fresh record (`Changes::rebase`) and the write is tried
-//! again, at most [`MAX_ATTEMPTS`] times. Commits of one session within this process wait
-//! their turn ([`Commits`](crate::engine::Commits)) and start from the last one's record,
-//! so only a writer outside this process can make a compare-and-set fail.
+//! is not (another instance or a Node app wrote meanwhile), the changes are re-applied per
+//! key to the fresh record ([`Changes::apply_onto`](super::state::Changes::apply_onto))
+//! and the write is tried again, at most [`MAX_ATTEMPTS`] times. Requests of one session
+//! that commit while another of this process writes it wait in its line and are written
+//! together after it, in one compare-and-set ([`line`](super::line)).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::line::{self, Latest, Place};
 use super::state::{lock, reset_expiry};
 use super::Session;
-use crate::engine::{Latest, Slot};
+use crate::engine::Engine;
 use crate::error::SessionError;
 use crate::events::metric::Count;
 use crate::events::EventKind;
 use crate::id::SessionId;
-use crate::store::{SaveMode, SaveOutcome};
+use crate::record::Record;
+use crate::store::{SaveMode, SaveOutcome, Version};
 
-/// How many times a guarded commit is tried before the request gives up with
+/// How many times a guarded commit is tried before the requests it writes give up with
 /// [`SessionError::Conflict`] (503). Each retry follows a write by a process outside this
 /// one, so reaching it means several other writers saved this session within a few round
 /// trips.
@@ -28,6 +30,10 @@ pub(crate) const MAX_ATTEMPTS: u32 = 8;
 
 /// How many fresh IDs a new session tries when the store already holds its ID.
 const CREATE_ATTEMPTS: u32 = 3;
+
+/// Each request's own outcome in a guarded commit of several: `Some(Ok(Some(())))` written,
+/// `Some(Ok(None))` gone, `None` while undecided.
+pub(super) type Outcomes = [Option<Result<Option<()>, SessionError>>];
 
 impl Session {
     /// Writes the record (Create or Update). `None` when the session turned out to be gone:
@@ -48,11 +54,22 @@ impl Session {
         if !self.engine().config.guarded_commit {
             return self.overwrite(&id).await;
         }
-        // Boxed: the commit's state would otherwise be part of every request's future.
-        let slot = self.engine().commits.slot(&id);
-        let result = Box::pin(self.commit_in_line(&id, &slot)).await;
-        self.engine().commits.release(&id, slot);
-        result
+        match self.engine().lines.join(&self.inner.engine, &id, self) {
+            Place::First(mut turn) => {
+                let (sessions, mut outcome) = ([self], [None]);
+                let commit =
+                    Self::commit_together(self.engine(), &id, None, &sessions, &mut outcome);
+                // Boxed: the commit's state would otherwise be part of every request's future.
+                if let Some(latest) = Box::pin(commit).await {
+                    turn.wrote(latest);
+                }
+                // Hands the line to whoever joined it meanwhile.
+                drop(turn);
+                let [outcome] = outcome;
+                outcome.unwrap_or(Ok(None))
+            }
+            Place::Behind(told) => line::answer(self.engine(), told.await),
+        }
     }
 
     /// A new session: written only where no record is, under a fresh ID on a clash.
@@ -98,170 +115,219 @@ impl Session {
     }
 
     /// The opt-out: last writer wins (connect-redis's behaviour), still never resurrecting
-    /// a destroyed session.
+    /// a destroyed session. The guarded commit's one attempt, with nothing expected.
     async fn overwrite(&self, id: &SessionId) -> Result<Option<()>, SessionError> {
-        let engine = self.engine();
         let Some(record) = lock(&self.inner.state).record.clone() else {
             return Ok(None);
         };
-        let mode = SaveMode::Update { expected: None };
-        self.index_before_write(id, &record).await?;
-        let outcome = engine
-            .call("save", engine.store.save(id, &record, mode))
-            .await?;
-        match outcome {
-            SaveOutcome::Saved(version) => {
-                saved(engine, &version);
-                self.index_after_write(id, &record).await;
-                let mut state = lock(&self.inner.state);
-                state.version = Some(version);
-                state.saved();
-                Ok(Some(()))
-            }
-            _ => {
-                lock(&self.inner.state).gone();
-                Ok(None)
-            }
+        let (sessions, mut outcome) = ([self], [None]);
+        let base = Base::Own(0, record);
+        let written = Self::write_together(self.engine(), id, base, None, &sessions, &mut outcome);
+        match (Box::pin(written).await, outcome) {
+            (_, [Some(decided)]) => decided,
+            (Ok(written), _) => Ok(written.map(|_| ())),
+            (Err(error), _) => Err(error),
         }
     }
 
-    /// The guarded commit, holding this session's place in line.
-    async fn commit_in_line(
-        &self,
+    /// The guarded commit of `sessions`, requests of the session `id` in the order they
+    /// joined its line, as one record: their changes re-applied in turn on `latest` (what
+    /// this process last wrote), or else on the first one's record, and written by one
+    /// compare-and-set, tried again on a fresh record when another writer got there first.
+    ///
+    /// A request whose `update` cannot run on the merged value (it has another type) is
+    /// left out with its error; the others are written.
+    pub(super) async fn commit_together(
+        engine: &Engine,
         id: &SessionId,
-        slot: &Slot,
-    ) -> Result<Option<()>, SessionError> {
-        let engine = self.engine();
-        let mut latest = slot.lock().await;
-        // A request of this session committed since this one loaded: start from what it
-        // wrote rather than fail a compare-and-set to learn it.
-        if let Some(last) = latest.as_ref() {
-            let mut state = lock(&self.inner.state);
-            if state.version.as_ref() != Some(&last.version) {
-                self.rebase_onto(&mut state, (*last.record).clone(), last.version.clone())?;
+        latest: Option<Latest>,
+        sessions: &[&Session],
+        outcomes: &mut Outcomes,
+    ) -> Option<Latest> {
+        // A request whose record is gone (destroyed in its own handler) has nothing to add.
+        for (session, outcome) in sessions.iter().zip(outcomes.iter_mut()) {
+            if lock(&session.inner.state).record.is_none() {
+                *outcome = Some(Ok(None));
             }
         }
-        let result = self.commit_attempts(id, &mut latest).await;
-        let (saved, conflicts) = match &result {
-            Ok((written, conflicts)) => (*written, *conflicts),
-            Err((_, conflicts)) => (false, *conflicts),
+        let first = outcomes.iter().position(Option::is_none)?;
+        let (base, expected) = match latest {
+            Some(latest) => (Base::Written(latest.record), Some(latest.version)),
+            None => {
+                let state = lock(&sessions[first].inner.state);
+                let record = state.record.clone()?;
+                (Base::Own(first, record), state.version.clone())
+            }
+        };
+        let result = Self::write_together(engine, id, base, expected, sessions, outcomes).await;
+        let (latest, error) = match result {
+            Ok(Some(latest)) => {
+                fill(outcomes, || Ok(Some(())));
+                (Some(latest), None)
+            }
+            Ok(None) => {
+                fill(outcomes, || Ok(None));
+                (None, None)
+            }
+            Err(error) => (None, Some(error)),
+        };
+        if let Some(error) = error {
+            // Every request written together gets the error: the last its original, the
+            // others a copy.
+            let mut undecided: Vec<_> = outcomes.iter_mut().filter(|o| o.is_none()).collect();
+            if let Some((last, others)) = undecided.split_last_mut() {
+                for outcome in others {
+                    **outcome = Some(Err(error.again()));
+                }
+                **last = Some(Err(error));
+            }
+        }
+        latest
+    }
+
+    /// The compare-and-set attempts of [`commit_together`](Self::commit_together): answers
+    /// what was written (`None`: the session is gone). A member left out is given its
+    /// outcome in `outcomes`.
+    async fn write_together(
+        engine: &Engine,
+        id: &SessionId,
+        mut base: Base,
+        mut expected: Option<Version>,
+        sessions: &[&Session],
+        outcomes: &mut Outcomes,
+    ) -> Result<Option<Latest>, SessionError> {
+        let mut conflicts = 0;
+        let result = 'attempts: {
+            for attempt in 1..=MAX_ATTEMPTS {
+                let record = merge(&base, sessions, outcomes);
+                if undecided(outcomes).next().is_none() {
+                    // Every request's change failed on this record: nothing to write.
+                    break 'attempts Ok(None);
+                }
+                for i in undecided(outcomes) {
+                    sessions[i].index_before_write(id, &record).await?;
+                }
+                let mode = SaveMode::Update {
+                    expected: expected.as_ref(),
+                };
+                let outcome = engine
+                    .call("save", engine.store.save(id, &record, mode))
+                    .await?;
+                match outcome {
+                    SaveOutcome::Saved(version) => {
+                        saved(engine, &version);
+                        for i in undecided(outcomes) {
+                            sessions[i].index_after_write(id, &record).await;
+                            let mut state = lock(&sessions[i].inner.state);
+                            state.record = Some(Arc::clone(&record));
+                            state.version = Some(version.clone());
+                            state.saved();
+                        }
+                        break 'attempts Ok(Some(Latest { record, version }));
+                    }
+                    SaveOutcome::Gone | SaveOutcome::Conflict => {
+                        tracing::info!(
+                            "session was destroyed or expired by another request; not saving it again"
+                        );
+                        for i in undecided(outcomes) {
+                            lock(&sessions[i].inner.state).gone();
+                        }
+                        break 'attempts Ok(None);
+                    }
+                    SaveOutcome::Changed => {
+                        tracing::debug!(
+                            attempt,
+                            "session changed in the store since it was loaded; merging and retrying"
+                        );
+                        conflicts += 1;
+                        engine.metrics.count(Count::Conflicts);
+                        if attempt == MAX_ATTEMPTS {
+                            break;
+                        }
+                        engine.metrics.count(Count::Retries);
+                        if attempt > 1 {
+                            // Writers outside this process keep winning: step aside a
+                            // little, a different little for each, so they stop meeting.
+                            tokio::time::sleep(backoff(attempt)).await;
+                        }
+                        let Some(fresh) = engine.load(id).await? else {
+                            for i in undecided(outcomes) {
+                                lock(&sessions[i].inner.state).gone();
+                            }
+                            break 'attempts Ok(None);
+                        };
+                        base = Base::Written(Arc::new(fresh.record));
+                        expected = Some(fresh.version);
+                    }
+                }
+            }
+            engine.metrics.count(Count::GaveUp);
+            tracing::warn!(
+                attempts = MAX_ATTEMPTS,
+                requests = undecided(outcomes).count(),
+                "session kept changing in the store while it was committed; answering 503, the changes are not saved"
+            );
+            Err(SessionError::Conflict {
+                attempts: MAX_ATTEMPTS,
+            })
         };
         if conflicts > 0 {
+            let saved = matches!(result, Ok(Some(_)));
             let attempts = conflicts + u32::from(saved);
             engine.emit(EventKind::Conflict { attempts, saved }, Some(id));
         }
-        match result {
-            Ok((written, _)) => Ok(written.then_some(())),
-            Err((error, _)) => Err(error),
-        }
+        result
     }
+}
 
-    /// The attempts of a guarded commit; answers whether the record was written and how
-    /// many conflicts it met (with the error, when it failed).
-    async fn commit_attempts(
-        &self,
-        id: &SessionId,
-        latest: &mut Option<Latest>,
-    ) -> Result<(bool, u32), (SessionError, u32)> {
-        let engine = self.engine();
-        let mut conflicts = 0;
-        for attempt in 1..=MAX_ATTEMPTS {
-            let (record, expected) = {
-                let state = lock(&self.inner.state);
-                let Some(record) = state.record.clone() else {
-                    return Ok((false, conflicts));
-                };
-                (record, state.version.clone())
-            };
-            let mode = SaveMode::Update {
-                expected: expected.as_ref(),
-            };
-            self.index_before_write(id, &record)
-                .await
-                .map_err(|e| (e, conflicts))?;
-            let outcome = engine
-                .call("save", engine.store.save(id, &record, mode))
-                .await
-                .map_err(|e| (e.into(), conflicts))?;
-            match outcome {
-                SaveOutcome::Saved(version) => {
-                    saved(engine, &version);
-                    self.index_after_write(id, &record).await;
-                    *latest = Some(Latest {
-                        record,
-                        version: version.clone(),
-                    });
-                    let mut state = lock(&self.inner.state);
-                    state.version = Some(version);
-                    state.saved();
-                    return Ok((true, conflicts));
-                }
-                SaveOutcome::Gone | SaveOutcome::Conflict => {
-                    tracing::info!(
-                        "session was destroyed or expired by another request; not saving it again"
-                    );
-                    *latest = None;
-                    lock(&self.inner.state).gone();
-                    return Ok((false, conflicts));
-                }
-                SaveOutcome::Changed => {
-                    tracing::debug!(
-                        attempt,
-                        "session changed in the store since it was loaded; merging and retrying"
-                    );
-                    conflicts += 1;
-                    engine.metrics.count(Count::Conflicts);
-                    *latest = None;
-                    if attempt == MAX_ATTEMPTS {
-                        break;
-                    }
-                    engine.metrics.count(Count::Retries);
-                    if attempt > 1 {
-                        // Writers outside this process keep winning: step aside a little,
-                        // a different little for each, so they stop meeting.
-                        tokio::time::sleep(backoff(attempt)).await;
-                    }
-                    let fresh = engine.load(id).await.map_err(|e| (e.into(), conflicts))?;
-                    let Some(fresh) = fresh else {
-                        lock(&self.inner.state).gone();
-                        return Ok((false, conflicts));
-                    };
-                    let mut state = lock(&self.inner.state);
-                    self.rebase_onto(&mut state, fresh.record, fresh.version)
-                        .map_err(|e| (e, conflicts))?;
-                }
-            }
+/// What a guarded commit's record starts from.
+enum Base {
+    /// The record of the request at this index, at the version it loaded: its changes
+    /// are in it.
+    Own(usize, Arc<Record>),
+    /// A record as stored (written by this process, or read fresh): every request's
+    /// changes are re-applied on it.
+    Written(Arc<Record>),
+}
+
+/// The indexes of the requests still to be written.
+fn undecided(outcomes: &Outcomes) -> impl Iterator<Item = usize> + '_ {
+    (0..outcomes.len()).filter(|&i| outcomes[i].is_none())
+}
+
+/// The record to write: `base` with the changes of every request still to be written, in
+/// order. A request whose changes cannot be re-applied is left out, its error in `outcomes`.
+fn merge(base: &Base, sessions: &[&Session], outcomes: &mut Outcomes) -> Arc<Record> {
+    let (record, own) = match base {
+        // One request on its own record: written as it is, no copy.
+        Base::Own(_, own) if undecided(outcomes).count() == 1 => return Arc::clone(own),
+        Base::Own(i, own) => (own, Some(*i)),
+        Base::Written(record) => (record, None),
+    };
+    let mut merged = (**record).clone();
+    for (i, session) in sessions.iter().enumerate() {
+        if Some(i) == own || outcomes[i].is_some() {
+            continue;
         }
-        engine.metrics.count(Count::GaveUp);
-        tracing::warn!(
-            attempts = MAX_ATTEMPTS,
-            "session kept changing in the store while this request committed; answering 503, its changes are not saved"
-        );
-        Err((
-            SessionError::Conflict {
-                attempts: MAX_ATTEMPTS,
-            },
-            conflicts,
-        ))
-    }
-
-    /// Re-applies this request's changes on `fresh`, read as `version`, and makes that the
-    /// record to commit.
-    fn rebase_onto(
-        &self,
-        state: &mut super::state::State,
-        fresh: crate::record::Record,
-        version: crate::store::Version,
-    ) -> Result<(), SessionError> {
+        let state = lock(&session.inner.state);
         let Some(ours) = state.record.clone() else {
-            return Ok(());
+            continue;
         };
-        let mut merged = state.changes.rebase(&ours, fresh)?;
-        // The end of the request resets the expiry; the fresh cookie needs it too.
-        reset_expiry(&mut merged);
-        state.record = Some(Arc::new(merged));
-        state.version = Some(version);
-        Ok(())
+        if let Err(error) = state.changes.apply_onto(&ours, &mut merged) {
+            tracing::info!(%error, "a request's change cannot be applied to the session as now stored; that request fails, the others are saved");
+            outcomes[i] = Some(Err(error));
+        }
+    }
+    // The end of each request reset the expiry of its own record; the merged one needs
+    // it too.
+    reset_expiry(&mut merged);
+    Arc::new(merged)
+}
+
+/// Gives every request without an outcome yet the one `make` makes.
+fn fill(outcomes: &mut Outcomes, mut make: impl FnMut() -> Result<Option<()>, SessionError>) {
+    for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
+        *outcome = Some(make());
     }
 }
 

@@ -17,6 +17,7 @@ mod cookies;
 mod extract;
 mod finish;
 mod index;
+pub(crate) mod line;
 mod state;
 
 use std::sync::{Arc, Mutex};

@@ -3,7 +3,7 @@
 //!
 //! The per-key log is what makes the guarded commit merge rather than overwrite: when the
 //! store says the record changed since it was loaded, the commit takes the fresh record and
-//! re-applies only what this request did to it (see [`Changes::rebase`]). Keys this request
+//! re-applies only what this request did to it (see [`Changes::apply_onto`]). Keys this request
 //! set or removed take its value, `update` closures re-run on the fresh value, and every
 //! other key keeps what the other writer stored.
 
@@ -107,35 +107,44 @@ impl Changes {
         self.cookie = false;
     }
 
-    /// This request's record re-applied on `fresh`, the record another writer stored since.
-    pub(crate) fn rebase(&self, ours: &Record, mut fresh: Record) -> Result<Record, SessionError> {
-        if self.cookie {
-            fresh.cookie.clone_from(&ours.cookie);
-        }
+    /// Re-applies this request's changes (its record is `ours`) on `fresh`, a record
+    /// another writer stored since, or the record of requests committed before it.
+    ///
+    /// Every new value is worked out before `fresh` is touched: when an `update` closure
+    /// fails (the fresh value does not have its type), `fresh` is left as it was and the
+    /// error is this request's alone.
+    pub(crate) fn apply_onto(&self, ours: &Record, fresh: &mut Record) -> Result<(), SessionError> {
+        let mut values = Vec::with_capacity(self.keys.len());
         for (key, change) in &self.keys {
-            match change {
-                Change::Ours => match ours.data.get(key) {
-                    Some(value) => {
-                        fresh.data.insert(key.clone(), value.clone());
-                    }
-                    None => {
-                        // `shift_remove` keeps the order of the other keys.
-                        fresh.data.shift_remove(key);
-                    }
-                },
+            let value = match change {
+                Change::Ours => ours.data.get(key).cloned(),
                 Change::Derived(fns) => {
                     let mut value = fresh.data.get(key).cloned();
                     for f in fns {
                         value = Some(f(value.as_ref())?);
                     }
-                    if let Some(value) = value {
-                        fresh.data.insert(key.clone(), value);
-                    }
+                    // No closure leaves a key absent: `fns` is never empty.
+                    value
+                }
+            };
+            values.push((key, value));
+        }
+        if self.cookie {
+            fresh.cookie.clone_from(&ours.cookie);
+        }
+        for (key, value) in values {
+            match value {
+                Some(value) => {
+                    fresh.data.insert(key.clone(), value);
+                }
+                None => {
+                    // `shift_remove` keeps the order of the other keys.
+                    fresh.data.shift_remove(key);
                 }
             }
         }
         fresh.absorb_shelter(ours);
-        Ok(fresh)
+        Ok(())
     }
 }
 

@@ -53,16 +53,14 @@ impl Inner {
         let Some(expected) = expected.as_bytes() else {
             return Ok(SaveOutcome::Changed);
         };
-        let ttl = ttl.map(|t| t.to_string()).unwrap_or_default();
         let command = |name: &'static str, body: &str| {
-            let data = body.len() + key.len() + expected.len() + value.len() + ttl.len() + 1;
+            let data = body.len() + key.len() + expected.len() + value.len() + 20 + 1;
             let mut cmd = Inner::command(name, 7, data);
-            cmd.arg(body)
-                .arg(1)
-                .arg(key)
-                .arg(expected)
-                .arg(&value)
-                .arg(&ttl);
+            cmd.arg(body).arg(1).arg(key).arg(expected).arg(&value);
+            match ttl {
+                Some(ttl) => cmd.arg(ttl),
+                None => cmd.arg(""),
+            };
             cmd
         };
         let mut reply = self
