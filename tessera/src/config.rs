@@ -372,10 +372,14 @@ impl SessionConfig {
 
     /// Whether saving a loaded session is a guarded commit (default `true`): the store
     /// writes only if the record is still the one this request loaded, and otherwise this
-    /// request's changes are merged, per key, into what the other writer stored. With
-    /// `false` the last writer wins, as with express-session and connect-redis: concurrent
-    /// requests of one session can undo each other's changes. A destroyed session is never
-    /// brought back either way.
+    /// request's changes are merged, per key, into what the other writer stored. Requests
+    /// of one session that commit at once in this process are written together, in one
+    /// compare-and-set (a group commit). With `false` the last writer wins, as with
+    /// express-session and connect-redis: concurrent requests of one session can undo each
+    /// other's changes. A destroyed session is never brought back either way.
+    ///
+    /// What the guard costs, and what it guarantees with a Node app on the same store:
+    /// `docs/concurrency.md` in the repository.
     pub fn guarded_commit(mut self, yes: bool) -> Self {
         self.guarded_commit = yes;
         self

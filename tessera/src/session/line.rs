@@ -47,7 +47,7 @@ pub(crate) enum Outcome {
 /// A request waiting in a line: its session (whose changes the group commit reads) and
 /// where to tell it the outcome.
 pub(crate) struct Waiter {
-    pub(crate) session: Session,
+    session: Session,
     done: oneshot::Sender<Outcome>,
 }
 
@@ -57,8 +57,10 @@ pub(crate) struct Waiter {
 /// chosen collisions is right for session IDs).
 #[derive(Default)]
 pub(crate) struct Lines {
-    lines: Mutex<HashMap<SessionId, Vec<Waiter>, rustc_hash::FxBuildHasher>>,
+    lines: Mutex<LineMap>,
 }
+
+type LineMap = HashMap<SessionId, Vec<Waiter>, rustc_hash::FxBuildHasher>;
 
 /// Where a request stands in its session's line.
 pub(crate) enum Place {
@@ -69,9 +71,7 @@ pub(crate) enum Place {
 }
 
 impl Lines {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<SessionId, Vec<Waiter>, rustc_hash::FxBuildHasher>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LineMap> {
         // Nothing can panic while the lock is held; a poisoned map is still consistent.
         self.lines.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -101,7 +101,7 @@ impl Lines {
 
     /// The requests that joined the line of `id` since its last write began; when there
     /// are none, the line ends.
-    pub(crate) fn next(&self, id: &SessionId) -> Vec<Waiter> {
+    fn next(&self, id: &SessionId) -> Vec<Waiter> {
         let mut lines = self.lock();
         match lines.get_mut(id) {
             Some(waiting) if !waiting.is_empty() => std::mem::take(waiting),

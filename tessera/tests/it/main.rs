@@ -1,7 +1,7 @@
 //! Tessera's integration tests, in one binary (one link step instead of many on a 2-core
 //! machine). Each module mounts the real layer in a real server, or talks to a real store.
 
-mod group_commit;
+mod guarded_commit;
 mod hardening;
 mod http;
 mod index_suite;

@@ -1,5 +1,6 @@
-//! The group commit: requests of one session that commit while another of them is writing
-//! it wait in its line and are written together, in one compare-and-set. And its opt-out,
+//! The guarded commit beyond the store suite's cases: the group commit (requests of one
+//! session that commit while another of them is writing it wait in its line and are
+//! written together, in one compare-and-set), the bound on its tries, and its opt-out,
 //! `guarded_commit(false)`: connect-redis's last writer wins. On a real
 //! `redis-server`, with `CLIENT PAUSE … WRITE` holding the first write in Redis while the
 //! others reach their commit, so who waits behind whom is not left to timing.
@@ -173,9 +174,14 @@ type Answer = (StatusCode, String, Vec<String>);
 /// Sends `path` with the session's cookie through the layer, as a task of its own (which
 /// the test may abort: the request's future is then dropped, as when a client goes away).
 fn send(setup: &Setup, path: &str, turn: u32) -> JoinHandle<Answer> {
-    let mut app = setup.app.clone();
+    send_to(&setup.app, &setup.cookie, path, turn)
+}
+
+/// [`send`] through another app.
+fn send_to(app: &Router, cookie: &str, path: &str, turn: u32) -> JoinHandle<Answer> {
+    let mut app = app.clone();
     let request = Request::get(path)
-        .header("cookie", &setup.cookie)
+        .header("cookie", cookie)
         .header("x-turn", turn.to_string())
         .body(Body::empty())
         .unwrap();
@@ -382,4 +388,103 @@ async fn the_opt_out_is_last_writer_wins_and_never_resurrects() {
     assert_eq!(status, StatusCode::OK);
     assert!(cookies.is_empty(), "{cookies:?}");
     assert_eq!(setup.server.cli(&["EXISTS", &key]), "0", "brought back");
+}
+
+/// A second writer that always gets there first: before each guarded save of the layer
+/// reaches Redis, it writes the session again (another key changed, as another instance
+/// would), so every compare-and-set of the layer finds a newer record.
+#[derive(Debug)]
+struct AlwaysFirst {
+    redis: RedisStore,
+    writes: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for AlwaysFirst {
+    async fn load(
+        &self,
+        id: &tessera::SessionId,
+    ) -> Result<Option<tessera::Loaded>, tessera::StoreError> {
+        self.redis.load(id).await
+    }
+
+    async fn save(
+        &self,
+        id: &tessera::SessionId,
+        record: &tessera::Record,
+        mode: tessera::SaveMode<'_>,
+    ) -> Result<tessera::SaveOutcome, tessera::StoreError> {
+        if let tessera::SaveMode::Update { expected: Some(_) } = mode {
+            if let Some(mut other) = self.redis.load(id).await?.map(|l| l.record) {
+                let n = self.writes.fetch_add(1, Ordering::SeqCst);
+                other.data.insert("other".into(), serde_json::json!(n));
+                let overwrite = tessera::SaveMode::Update { expected: None };
+                self.redis.save(id, &other, overwrite).await?;
+            }
+        }
+        self.redis.save(id, record, mode).await
+    }
+
+    async fn destroy(&self, id: &tessera::SessionId) -> Result<(), tessera::StoreError> {
+        self.redis.destroy(id).await
+    }
+
+    async fn touch(
+        &self,
+        id: &tessera::SessionId,
+        expires: Option<time::OffsetDateTime>,
+    ) -> Result<bool, tessera::StoreError> {
+        self.redis.touch(id, expires).await
+    }
+
+    async fn walk(
+        &self,
+        delete: bool,
+        walker: &mut dyn tessera::store::Walker,
+    ) -> Result<tessera::store::Walked, tessera::StoreError> {
+        self.redis.walk(delete, walker).await
+    }
+
+    async fn inspect(&self, id: &str) -> Result<Option<tessera::Stored>, tessera::StoreError> {
+        self.redis.inspect(id).await
+    }
+}
+
+/// A guarded commit that loses every race gives up after its bound of tries: the request
+/// is answered 503, nothing of it is written (the other writer's record stays), and the
+/// session is not damaged: the next request that wins its race is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_loses_every_race_gives_up_with_503_and_writes_nothing() {
+    let setup = setup().await;
+    let beaten = AlwaysFirst {
+        redis: setup.store.clone(),
+        writes: AtomicUsize::new(0),
+    };
+    let app = Router::new()
+        .route("/increment", get(increment))
+        .with_state(setup.gates.clone())
+        .layer(SessionLayer::new(beaten, config()).unwrap());
+    let (status, body) = answered(send_to(&app, &setup.cookie, "/increment", 0)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let data = setup
+        .store
+        .load(&setup.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .record
+        .data;
+    assert_eq!(
+        data["views"],
+        serde_json::json!(2),
+        "nothing of the request"
+    );
+    assert_eq!(
+        data["other"],
+        serde_json::json!(15),
+        "16 tries, each beaten"
+    );
+    // The same session through a layer nobody races: written at once.
+    let (status, body) = answered(send(&setup, "/increment", 0)).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "3"));
 }
