@@ -74,28 +74,34 @@ async fn increment(
     headers: HeaderMap,
     session: Session,
 ) -> Result<String, SessionError> {
-    let views: u64 = session
-        .update("views", |n: Option<u64>| n.unwrap_or(0) + 1)
-        .await?;
-    gates.park(&headers).await;
-    Ok(views.to_string())
+    bump(&gates, &headers, &session, u64::MAX).await
 }
 
-/// `update`s `views` with a closure that panics on a value over 2, then parks: it runs once
-/// in the handler (on 2), and panics when the group commit runs it again on more.
+/// [`increment`] with a closure that panics on a value over 2: it runs once in the handler
+/// (on 2), and panics when the group commit runs it again on more.
 async fn fragile(
     State(gates): State<Arc<Gates>>,
     headers: HeaderMap,
     session: Session,
 ) -> Result<String, SessionError> {
+    bump(&gates, &headers, &session, 2).await
+}
+
+/// Adds one to `views` (panicking on a value over `up_to`), then parks.
+async fn bump(
+    gates: &Gates,
+    headers: &HeaderMap,
+    session: &Session,
+    up_to: u64,
+) -> Result<String, SessionError> {
     let views: u64 = session
-        .update("views", |n: Option<u64>| {
+        .update("views", move |n: Option<u64>| {
             let n = n.unwrap_or(0);
-            assert!(n <= 2, "the application's closure panics on {n}");
+            assert!(n <= up_to, "the application's closure panics on {n}");
             n + 1
         })
         .await?;
-    gates.park(&headers).await;
+    gates.park(headers).await;
     Ok(views.to_string())
 }
 
@@ -213,9 +219,14 @@ fn evalsha_calls(server: &RedisServer) -> u64 {
     command_calls(server, "evalsha")
 }
 
-async fn views(setup: &Setup) -> serde_json::Value {
+/// The session's data as stored now.
+async fn stored_data(setup: &Setup) -> serde_json::Map<String, serde_json::Value> {
     let loaded = setup.store.load(&setup.id).await.unwrap().unwrap();
-    loaded.record.data["views"].clone()
+    loaded.record.data
+}
+
+async fn views(setup: &Setup) -> serde_json::Value {
+    stored_data(setup).await["views"].clone()
 }
 
 async fn answered(request: JoinHandle<Answer>) -> (StatusCode, String) {
@@ -304,14 +315,7 @@ async fn an_update_that_cannot_apply_fails_alone() {
     assert_eq!(answered(noting).await, (StatusCode::OK, "noted".to_owned()));
     let (status, _) = answered(counting).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    let data = setup
-        .store
-        .load(&setup.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .record
-        .data;
+    let data = stored_data(&setup).await;
     assert_eq!(data["views"], serde_json::json!("many"));
     assert_eq!(data["note"], serde_json::json!("kept"));
 }
@@ -466,14 +470,7 @@ async fn a_commit_that_loses_every_race_gives_up_with_503_and_writes_nothing() {
         .layer(SessionLayer::new(beaten, config()).unwrap());
     let (status, body) = answered(send_to(&app, &setup.cookie, "/increment", 0)).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    let data = setup
-        .store
-        .load(&setup.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .record
-        .data;
+    let data = stored_data(&setup).await;
     assert_eq!(
         data["views"],
         serde_json::json!(2),
