@@ -87,13 +87,11 @@ impl SessionError {
         )
     }
 
-    /// The same error for another request written in the same group commit: the same
-    /// variant and message, a cause that is not kept as a value (a backend's error, a
-    /// JSON error) kept as its message.
+    /// The same error for another request written in the same group commit. A commit
+    /// fails only with a store's error or [`SessionError::Conflict`] (a request's own
+    /// error is that request's alone); a cause that is not kept as a value (a backend's
+    /// error) is kept as its message.
     pub(crate) fn again(&self) -> SessionError {
-        fn message(e: &dyn std::error::Error) -> Box<dyn std::error::Error + Send + Sync> {
-            e.to_string().into()
-        }
         match self {
             SessionError::Store(StoreError::Timeout { store, op, after }) => {
                 SessionError::Store(StoreError::Timeout {
@@ -103,31 +101,13 @@ impl SessionError {
                 })
             }
             SessionError::Store(StoreError::Backend { store, op, source }) => {
-                SessionError::Store(StoreError::Backend {
-                    store: store.clone(),
-                    op,
-                    source: message(source.as_ref()),
-                })
-            }
-            SessionError::Store(StoreError::Config(text)) => {
-                SessionError::Store(StoreError::Config(text.clone()))
+                SessionError::Store(StoreError::backend(store, op, source.to_string()))
             }
             SessionError::Conflict { attempts } => SessionError::Conflict {
                 attempts: *attempts,
             },
-            SessionError::Broken(why) => SessionError::Broken(why),
-            SessionError::TooLarge { key, bytes, limit } => SessionError::TooLarge {
-                key: key.clone(),
-                bytes: *bytes,
-                limit: *limit,
-            },
-            SessionError::NotFound => SessionError::NotFound,
-            SessionError::Destroyed => SessionError::Destroyed,
-            SessionError::NoIndex => SessionError::NoIndex,
-            SessionError::Id(text) => SessionError::Id(text.clone()),
-            // Not met in a commit; kept as a store failure with the same message, so the
-            // request is still answered 503.
-            other => SessionError::Store(StoreError::backend("session", "save", message(other))),
+            // Kept as a store failure with the same message: still answered 503.
+            other => SessionError::Store(StoreError::backend("session", "save", other.to_string())),
         }
     }
 }

@@ -124,12 +124,10 @@ impl Session {
         };
         let (sessions, mut outcome) = ([self], [None]);
         let base = Base::Own(0, record);
+        // A lone request on its own record: nothing is re-applied, so nothing can fail
+        // on its own and `outcome` stays undecided.
         let written = Self::write_together(self.engine(), id, base, None, &sessions, &mut outcome);
-        match (Box::pin(written).await, outcome) {
-            (_, [Some(decided)]) => decided,
-            (Ok(written), _) => Ok(written.map(|_| ())),
-            (Err(error), _) => Err(error),
-        }
+        Ok(Box::pin(written).await?.map(|_| ()))
     }
 
     /// The guarded commit of `sessions`, requests of the session `id` in the order they

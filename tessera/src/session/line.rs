@@ -34,15 +34,9 @@ pub(crate) struct Latest {
     pub(crate) version: Version,
 }
 
-/// What a request waiting in line learns of its commit.
-pub(crate) enum Outcome {
-    /// Its changes were written (merged with those of the others).
-    Saved,
-    /// The session was destroyed or expired meanwhile: nothing was written.
-    Gone,
-    /// Nothing of it was written.
-    Failed(SessionError),
-}
+/// What a request waiting in line learns of its commit: as [`Session::persist`] answers,
+/// `Some` written (merged with the others), `None` gone (destroyed or expired meanwhile).
+type Outcome = Result<Option<()>, SessionError>;
 
 /// A request waiting in a line: its session (whose changes the group commit reads) and
 /// where to tell it the outcome.
@@ -174,11 +168,7 @@ async fn group(
             Session::commit_together(&engine, &id, latest.take(), &sessions, &mut outcomes).await;
         for (waiter, outcome) in waiters.drain(..).zip(outcomes) {
             // A request whose client went away no longer listens; its changes are saved.
-            let _ = waiter.done.send(match outcome {
-                Some(Ok(Some(()))) => Outcome::Saved,
-                Some(Ok(None)) | None => Outcome::Gone,
-                Some(Err(error)) => Outcome::Failed(error),
-            });
+            let _ = waiter.done.send(outcome.unwrap_or(Ok(None)));
         }
         waiters = engine.lines.next(&id);
         if waiters.is_empty() {
@@ -214,19 +204,17 @@ fn abandon(engine: &Engine, id: &SessionId, mut waiters: Vec<Waiter>) {
     );
     while !waiters.is_empty() {
         for waiter in waiters.drain(..) {
-            let _ = waiter.done.send(Outcome::Failed(shutting_down(engine)));
+            let _ = waiter
+                .done
+                .send(Err(unsaved(engine, "the async runtime is shutting down")));
         }
         waiters = engine.lines.next(id);
     }
 }
 
-fn shutting_down(engine: &Engine) -> SessionError {
-    StoreError::backend(
-        format!("{:?}", engine.store),
-        "save",
-        "the async runtime is shutting down",
-    )
-    .into()
+/// The 503 of a request whose group commit could not write it.
+fn unsaved(engine: &Engine, why: &'static str) -> SessionError {
+    StoreError::backend(format!("{:?}", engine.store), "save", why).into()
 }
 
 /// What a request waiting in line answers, once told.
@@ -234,16 +222,11 @@ pub(crate) fn answer(
     engine: &Engine,
     told: Result<Outcome, oneshot::error::RecvError>,
 ) -> Result<Option<()>, SessionError> {
-    match told {
-        Ok(Outcome::Saved) => Ok(Some(())),
-        Ok(Outcome::Gone) => Ok(None),
-        Ok(Outcome::Failed(error)) => Err(error),
-        // The group commit's task stopped before it answered (see `Running`).
-        Err(_) => Err(StoreError::backend(
-            format!("{:?}", engine.store),
-            "save",
+    // Not told: the group commit's task stopped before it answered (see `Running`).
+    told.unwrap_or_else(|_| {
+        Err(unsaved(
+            engine,
             "the group commit writing this request stopped before it answered (code it ran panicked, or the runtime is shutting down)",
-        )
-        .into()),
-    }
+        ))
+    })
 }

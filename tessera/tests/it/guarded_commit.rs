@@ -215,6 +215,15 @@ fn pause_writes(server: &RedisServer, ms: u64) {
     );
 }
 
+/// Holds writes in Redis for `ms`, lets the requests of turn 1 reach their commit (held by
+/// the pause), then those of turn 2, which join the line behind them.
+async fn first_then_the_rest(setup: &Setup, ms: u64) {
+    pause_writes(&setup.server, ms);
+    setup.gates.release(1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    setup.gates.release(2);
+}
+
 fn evalsha_calls(server: &RedisServer) -> u64 {
     command_calls(server, "evalsha")
 }
@@ -272,12 +281,7 @@ async fn the_line_goes_on_when_its_first_request_is_dropped_mid_commit() {
     let first = send(&setup, "/increment", 1);
     let behind: Vec<_> = (0..9).map(|_| send(&setup, "/increment", 2)).collect();
     setup.gates.wait_parked(10).await;
-    pause_writes(&setup.server, 1000);
-    setup.gates.release(1);
-    // The first request reaches its commit, held by the pause; then the others join the
-    // line behind it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    setup.gates.release(2);
+    first_then_the_rest(&setup, 1000).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     first.abort();
     assert!(first.await.unwrap_err().is_cancelled());
@@ -308,10 +312,7 @@ async fn an_update_that_cannot_apply_fails_alone() {
             .cli(&["SET", &key, &json.to_string(), "KEEPTTL"]),
         "OK"
     );
-    pause_writes(&setup.server, 600);
-    setup.gates.release(1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    setup.gates.release(2);
+    first_then_the_rest(&setup, 600).await;
     assert_eq!(answered(noting).await, (StatusCode::OK, "noted".to_owned()));
     let (status, _) = answered(counting).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -328,10 +329,7 @@ async fn a_panic_in_a_group_commit_does_not_block_the_session() {
     let first = send(&setup, "/increment", 1);
     let fragile = send(&setup, "/fragile", 2);
     setup.gates.wait_parked(2).await;
-    pause_writes(&setup.server, 600);
-    setup.gates.release(1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    setup.gates.release(2);
+    first_then_the_rest(&setup, 600).await;
     assert_eq!(answered(first).await, (StatusCode::OK, "3".to_owned()));
     let (status, _) = answered(fragile).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
